@@ -1,0 +1,45 @@
+# EggPool developer entry points. Only Python 3.11+ and make are needed:
+# every target creates .venv and installs the package with its dev extra.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint types unit fuzz clean help
+
+help:
+	@echo "make test   lint, format check, mypy --strict and every test (what CI runs)"
+	@echo "make lint   ruff check + ruff format --check"
+	@echo "make types  mypy --strict eggpool"
+	@echo "make unit   pytest only"
+	@echo "make fuzz   long fuzzing runs of the parsers (FUZZ_EXAMPLES=50000 by default)"
+	@echo "make clean  remove the virtualenv and caches"
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "EggPool needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check eggpool tests fuzz
+	$(BIN)/ruff format --check eggpool tests fuzz
+
+types: $(STAMP)
+	$(BIN)/mypy --strict eggpool
+
+unit: $(STAMP)
+	HYPOTHESIS_PROFILE=ci $(BIN)/pytest tests fuzz
+
+test: lint types unit
+
+FUZZ_EXAMPLES ?= 50000
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest fuzz -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

@@ -1,0 +1,5 @@
+"""`python -m eggpool` runs the command-line interface."""
+
+from eggpool.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The anyio + h11 shell: a minimal-footprint server that runs on asyncio and on trio."""
