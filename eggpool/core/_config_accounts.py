@@ -28,7 +28,7 @@ from eggpool.core._config_model import (
     ProxyUrl,
     QuotaOffsets,
 )
-from eggpool.core._settings import Microdollars, Table, value_range
+from eggpool.core._settings import Microdollars, Table, join_path, value_range
 from eggpool.core.secret import Secret
 
 __all__ = ["is_placeholder", "parse_account", "parse_proxies", "parse_proxy_url"]
@@ -101,34 +101,32 @@ def _secret_problem(value: str, auth: AuthConfig) -> str | None:
 
 
 def parse_proxies(root: Table, env: Mapping[str, str]) -> dict[str, ProxyConfig]:
+    """`[proxies.<name>]`. An invalid or unresolved entry stays listed with `url=None`, so
+    accounts naming it are not told it does not exist."""
     proxies: dict[str, ProxyConfig] = {}
     for name, table in root.named_tables("proxies"):
         url = table.str_("url")
         url_env = table.str_("url_env")
         table.finish()
+        proxies[name] = ProxyConfig(name=name, url=None)
         if (url is None) == (url_env is None):
             table.error(None, "set exactly one of url or url_env")
             continue
-        parsed: ProxyUrl | None = None
         if url_env is not None:
             raw = env.get(url_env)
             if raw is None:
                 # Reported where an enabled account uses it: an unused proxy is no error.
                 proxies[name] = ProxyConfig(name=name, url=None, url_env=url_env)
                 continue
-            result = parse_proxy_url(raw)
-            key = "url_env"
-            problem_prefix = f"variable {url_env}: "
+            key, prefix = "url_env", f"variable {url_env}: "
         else:
             assert url is not None
-            result = parse_proxy_url(url)
-            key = "url"
-            problem_prefix = ""
+            raw, key, prefix = url, "url", ""
+        result = parse_proxy_url(raw)
         if isinstance(result, str):
-            table.error(key, problem_prefix + result)
+            table.error(key, prefix + result)
             continue
-        parsed = result
-        proxies[name] = ProxyConfig(name=name, url=parsed, url_env=url_env)
+        proxies[name] = ProxyConfig(name=name, url=result, url_env=url_env)
     return proxies
 
 
@@ -153,7 +151,8 @@ def parse_account(
     proxy, proxy_name = _account_proxy(table, env, proxies, enabled=enabled)
     table.finish()
     if name is None:
-        table.error("name", "is required")
+        if "name" not in table:
+            table.error("name", "is required")
         return None
     if any(ch.isspace() and ch != " " for ch in name) or name != name.strip():
         table.error("name", f"{name!r} must not have leading or trailing spaces or line breaks")
@@ -238,9 +237,9 @@ def _account_proxy(
             known = ", ".join(sorted(proxies)) or "none are defined"
             table.error("proxy", f"unknown proxy {ref!r} (defined: {known})")
             return None, None
-        if proxy.url is None and enabled:
+        if proxy.url is None and proxy.url_env is not None and enabled:
             table.problems.error(
-                f"proxies.{ref}.url_env",
+                join_path(join_path("proxies", ref), "url_env"),
                 f"variable {proxy.url_env} is not set (used by {table.path})",
             )
         return proxy.url, ref

@@ -40,6 +40,7 @@ from eggpool.core._settings import (
     Table,
     describe,
     duplicates,
+    join_path,
     read_section,
     value_range,
 )
@@ -55,6 +56,7 @@ __all__ = [
 
 _PROVIDER_ID = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_USERINFO = re.compile(r"//.*@")  # greedy: a password may itself hold "/" or "@"
 _VERSION_PREFIXES = ("/v1", "/api/v1", "/compatible-mode/v1")
 _MANAGED_HEADERS = frozenset(
     {
@@ -98,23 +100,24 @@ def check_base_url(table: Table, key: str, raw: str) -> str | None:
 
 
 def _base_url_problem(raw: str) -> str | None:
+    shown = _USERINFO.sub("//***@", raw)  # never echo credentials, whatever else is wrong
     if not raw.strip():
         return "must not be empty"
     if any(ch.isspace() for ch in raw):
-        return f"must not contain whitespace: {raw!r}"
+        return f"must not contain whitespace: {shown!r}"
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https"):
-        return f"expected an absolute http:// or https:// URL, got {raw!r}"
+        return f"expected an absolute http:// or https:// URL, got {shown!r}"
     if not parts.hostname:
-        return f"has no host: {raw!r}"
+        return f"has no host: {shown!r}"
     if parts.username is not None or parts.password is not None:
         return "must not contain credentials; put the key in the account's api_key_env"
     if parts.query or parts.fragment or "?" in raw or "#" in raw:
-        return f"must not contain a query string or fragment: {raw!r}"
+        return f"must not contain a query string or fragment: {shown!r}"
     try:
         parts.port  # noqa: B018 (parsing the port is the check)
     except ValueError:
-        return f"has an invalid port: {raw!r}"
+        return f"has an invalid port: {shown!r}"
     return None
 
 
@@ -212,7 +215,8 @@ def _parse_provider(
     raw_base = table.str_("base_url")
     base_url = None
     if raw_base is None:
-        table.error("base_url", "is required")
+        if "base_url" not in table:
+            table.error("base_url", "is required")
     else:
         base_url = check_base_url(table, "base_url", raw_base)
     protocols = _parse_protocols(table)
@@ -234,8 +238,10 @@ def _parse_provider(
         and auth.mode is AuthMode.API_KEY
         and auth.header.lower() == "authorization"
     ):
-        table.warn(
-            "auth.header",
+        # Nested keys go through join_path: `table.warn("auth.header")` would print the
+        # path as one quoted key, `providers.p."auth.header"`.
+        table.problems.warn(
+            join_path(table.at("auth"), "header"),
             'sends the key in Authorization, but Anthropic-style APIs expect it in "x-api-key"',
         )
     headers = _parse_headers(table, auth, env)
@@ -259,13 +265,13 @@ def _parse_provider(
     )
     if models_endpoint.method is ModelsMethod.DISABLED:
         if not static_models:
-            table.warn(
-                "models_endpoint.method",
+            table.problems.warn(
+                join_path(table.at("models_endpoint"), "method"),
                 "is DISABLED and there are no static_models: this provider exposes no models",
             )
         if verify.require_models:
-            table.warn(
-                "verify.require_models",
+            table.problems.warn(
+                join_path(table.at("verify"), "require_models"),
                 "is true but the models endpoint is DISABLED; set it to false",
             )
     if not accounts:
@@ -347,7 +353,8 @@ def _parse_headers(
         value_env = table.str_("value_env")
         table.finish()
         if name is None:
-            table.error("name", "is required")
+            if "name" not in table:
+                table.error("name", "is required")
             continue
         if not _TOKEN.fullmatch(name):
             table.error("name", f"{name!r} is not a valid HTTP header name")
@@ -383,7 +390,7 @@ def _parse_headers(
 
 def _parse_models_endpoint(provider: Table, base_url: str | None) -> ModelsEndpoint:
     legacy_method = provider.read("models_method", ModelsMethod | None, None)
-    uses_legacy = legacy_method is not None or "models_path" in provider
+    uses_legacy = provider.has("models_path") or legacy_method is not None
     if "models_endpoint" in provider:
         if uses_legacy:
             provider.warn(
@@ -448,7 +455,8 @@ def _parse_static_models(
         raw_metadata = {key: metadata_table.take(key) for key in metadata_table.keys()}  # noqa: SIM118
         table.finish()
         if model_id is None:
-            table.error("id", "is required")
+            if "id" not in table:
+                table.error("id", "is required")
             continue
         models.append(
             StaticModel(
@@ -523,11 +531,13 @@ def parse_model_overrides(
         prices = {
             "input_per_million": _price_per_1k(table, "input_price_per_1k"),
             "output_per_million": _price_per_1k(table, "output_price_per_1k"),
+            # `Microdollars | None` would be a typing.Optional (Microdollars is a NewType),
+            # which `read` cannot coerce; the None default already covers an absent key.
             "cache_read_per_million": table.read(
-                "cache_read_per_million_microdollars", Microdollars | None, None
+                "cache_read_per_million_microdollars", Microdollars, None
             ),
             "cache_write_per_million": table.read(
-                "cache_write_per_million_microdollars", Microdollars | None, None
+                "cache_write_per_million_microdollars", Microdollars, None
             ),
         }
         table.finish()
@@ -543,9 +553,17 @@ def parse_model_overrides(
 
 
 def _price_per_1k(table: Table, key: str) -> Microdollars | None:
-    """Dollars per 1,000 tokens -> integer microdollars per million tokens, exactly."""
+    """Dollars per 1,000 tokens -> integer microdollars per million tokens.
+
+    The decimal digits as written are converted (0.00015 -> 150,000, with no
+    binary-float error); a non-zero price below one microdollar per million
+    tokens cannot be represented and is rejected rather than silently zeroed.
+    """
     value: float | None = table.read(key, float | None, None, value_range(lo=0))
     if value is None:
         return None
-    per_million = Decimal(repr(value)) * 1_000_000_000
-    return Microdollars(int(per_million.to_integral_value()))
+    per_million = int((Decimal(repr(value)) * 1_000_000_000).to_integral_value())
+    if value > 0 and per_million == 0:
+        table.error(key, f"{value!r} is below one microdollar per million tokens")
+        return None
+    return Microdollars(per_million)

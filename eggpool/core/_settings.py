@@ -293,7 +293,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _coerce(kind: object, raw: object, spec: _Spec) -> object:
-    if isinstance(kind, types.UnionType):
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         (inner,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
         return _coerce(inner, raw, spec)
     if kind is bool:
@@ -303,7 +303,7 @@ def _coerce(kind: object, raw: object, spec: _Spec) -> object:
     if kind is Seconds:
         return Seconds(_check_range(_duration(raw), spec, lo_default=0.0, unit="seconds"))
     if kind is Microdollars:
-        return Microdollars(int(_check_range(_money(raw), spec, lo_default=0.0)))
+        return Microdollars(int(_check_range(_money(raw), spec, lo_default=0)))
     if kind is int:
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise _Invalid(f"expected an integer, got {describe(raw)}")
@@ -348,7 +348,7 @@ def _duration(raw: object) -> float:
         ) from None
 
 
-def _money(raw: object) -> float:
+def _money(raw: object) -> int:
     if isinstance(raw, str):
         match = _MONEY.fullmatch(raw.strip())
         try:
@@ -362,21 +362,24 @@ def _money(raw: object) -> float:
             ) from None
         if amount != amount.to_integral_value():
             raise _Invalid(f"{raw!r} is finer than one microdollar")
-        return float(amount)
+        return int(amount)
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise _Invalid(
             f'expected integer microdollars or a dollar amount such as "$12.50", '
             f"got {describe(raw)}"
         )
-    return float(raw)
+    return raw
 
 
-def _check_range(
-    value: float, spec: _Spec, *, lo_default: float | None = None, unit: str = ""
-) -> float:
+_N = TypeVar("_N", int, float)
+
+
+def _check_range(value: _N, spec: _Spec, *, lo_default: float | None = None, unit: str = "") -> _N:
     lo = spec.lo if spec.lo is not None else lo_default
     hi = spec.hi
-    shown = f"{value:g}" + (f" {unit}" if unit else "")
+    shown = (f"{value:g}" if isinstance(value, float) else str(value)) + (
+        f" {unit}" if unit else ""
+    )
     if lo is not None and (value <= lo if spec.lo_exclusive else value < lo):
         if spec.lo_exclusive:
             raise _Invalid(f"must be greater than {lo:g}, got {shown}")

@@ -148,6 +148,7 @@ __all__ = [
     "WriteMode",
     "is_loopback",
     "parse_config",
+    "read_config",
 ]
 
 _SERVER_KEY = re.compile(r"[A-Za-z0-9_-]{8,512}")
@@ -201,6 +202,25 @@ def parse_config(
     bug.
     """
     problems = Problems()
+    config = read_config(mapping, env, problems, base_dir=base_dir)
+    if problems.errors:
+        raise ConfigError(problems.errors)
+    return config
+
+
+def read_config(
+    mapping: Mapping[str, object],
+    env: Mapping[str, str],
+    problems: Problems,
+    *,
+    base_dir: str | None = None,
+) -> Config:
+    """Like `parse_config`, but record errors in `problems` instead of raising.
+
+    Where a value is bad the result holds its default. `problems.asked` ends
+    up holding every key path the parser looked for, which is how the tests
+    check that the example config and docs cover every key.
+    """
     root = Table(mapping, "", problems)
     server = _parse_server(root.table("server"), env)
     upstream_table = root.table("upstream")
@@ -218,7 +238,7 @@ def parse_config(
     models = _section(ModelsConfig, root, "models")
     routing = _section(RoutingConfig, root, "routing")
     limits = _section(LimitsConfig, root, "limits")
-    pricing = _parse_pricing(root.table("pricing"))
+    pricing = _parse_pricing(root.table("pricing"), env)
     dashboard = _parse_dashboard(root.table("dashboard"), env, base_dir)
     security = _section(SecurityConfig, root, "security")
     metrics = _section(MetricsConfig, root, "metrics")
@@ -252,8 +272,6 @@ def parse_config(
     overrides = parse_model_overrides(root, None)
     root.finish()
     _cross_checks(problems, server, providers, proxies, routing)
-    if problems.errors:
-        raise ConfigError(problems.errors)
     return Config(
         server=server,
         upstream=upstream,
@@ -359,7 +377,7 @@ def _resolve_path(
     return str(path)
 
 
-def _parse_pricing(table: Table) -> PricingConfig:
+def _parse_pricing(table: Table, env: Mapping[str, str]) -> PricingConfig:
     fallback = table.read("fallback", PricingFallback, PricingFallback.GENERIC_ESTIMATE)
     catalogs_table = table.table("catalogs")
     catalogs = {}
@@ -367,7 +385,7 @@ def _parse_pricing(table: Table) -> PricingConfig:
         sub = catalogs_table.table(name)
         raw_url = sub.str_("base_url", default_url)
         base_url = check_base_url(sub, "base_url", raw_url) or default_url
-        api_key = sub.read("api_key", str | None, None)
+        api_key = _catalog_key(sub, env)
         options = sub.take("options")
         if not isinstance(options, Mapping):
             if options is not MISSING:
@@ -378,7 +396,7 @@ def _parse_pricing(table: Table) -> PricingConfig:
             sub,
             name=name,
             base_url=base_url,
-            api_key=Secret(api_key) if api_key else None,
+            api_key=api_key,
             options=types.MappingProxyType(dict(options)),
         )
         sub.finish()
@@ -403,6 +421,21 @@ def _parse_pricing(table: Table) -> PricingConfig:
     return PricingConfig(
         fallback=fallback, catalogs=types.MappingProxyType(catalogs), aliases=tuple(aliases)
     )
+
+
+def _catalog_key(table: Table, env: Mapping[str, str]) -> Secret | None:
+    """A price catalog's optional key: inline `api_key` or `$<api_key_env>`."""
+    inline = table.read("api_key", str | None, None)
+    env_name = table.str_("api_key_env")
+    if inline is not None and env_name is not None:
+        table.error("api_key", "set either api_key or api_key_env, not both")
+        return None
+    if env_name is not None:
+        if env_name not in env:
+            table.error("api_key_env", f"variable {env_name} is not set")
+            return None
+        inline = env[env_name]
+    return Secret(inline) if inline else None
 
 
 def _parse_dashboard(

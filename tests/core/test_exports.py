@@ -1,0 +1,42 @@
+"""The public surface of eggpool.core is pinned: growing it is a deliberate act."""
+
+from __future__ import annotations
+
+import eggpool.core
+
+EXPECTED = [
+    "AccountConfig",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "Microdollars",
+    "Protocol",
+    "ProviderConfig",
+    "Seconds",
+    "Secret",
+    "parse_config",
+]
+
+
+def test_core_all_is_pinned() -> None:
+    assert sorted(eggpool.core.__all__) == EXPECTED
+
+
+def test_every_exported_name_exists() -> None:
+    missing = [name for name in eggpool.core.__all__ if not hasattr(eggpool.core, name)]
+    assert missing == []
+
+
+def test_star_import_gives_exactly_all() -> None:
+    namespace: dict[str, object] = {}
+    exec("from eggpool.core import *", namespace)
+    assert sorted(k for k in namespace if not k.startswith("__")) == EXPECTED
+
+
+def test_core_package_defines_no_unlisted_public_names() -> None:
+    public = {
+        name
+        for name, value in vars(eggpool.core).items()
+        if not name.startswith("_") and not isinstance(value, type(eggpool))
+    }
+    assert public == set(EXPECTED)
