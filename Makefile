@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint types unit fuzz clean help
+.PHONY: test lint types unit fuzz bench clean help
 
 help:
 	@echo "make test   lint, format check, mypy --strict and every test (what CI runs)"
@@ -14,6 +14,7 @@ help:
 	@echo "make types  mypy --strict eggpool"
 	@echo "make unit   pytest only"
 	@echo "make fuzz   long fuzzing runs of the parsers (FUZZ_EXAMPLES=50000 by default)"
+	@echo "make bench  the performance benchmarks (figures in docs/performance.md)"
 	@echo "make clean  remove the virtualenv and caches"
 
 $(BIN)/python:
@@ -26,8 +27,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check eggpool tests fuzz
-	$(BIN)/ruff format --check eggpool tests fuzz
+	$(BIN)/ruff check eggpool tests fuzz bench
+	$(BIN)/ruff format --check eggpool tests fuzz bench
 
 types: $(STAMP)
 	$(BIN)/mypy --strict eggpool
@@ -40,6 +41,9 @@ test: lint types unit
 FUZZ_EXAMPLES ?= 50000
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest fuzz -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

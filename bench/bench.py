@@ -1,0 +1,220 @@
+"""EggPool's own benchmark: `make bench` (or `python bench/bench.py [--json FILE] [NAME...]`).
+
+Each benchmark runs a fixed workload several times and reports the best
+and the median run (the best is the least disturbed by other work on the
+machine; the median shows the spread). Workloads are built in memory and
+are the same on every run, so figures compare across commits on one
+machine. Figures in docs/performance.md say which machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from eggpool.core.config import parse_config  # noqa: E402
+from eggpool.core.sse import SSEDecoder  # noqa: E402
+from eggpool.core.usage import AnthropicStreamObserver, OpenAIStreamObserver  # noqa: E402
+from tests.example_config import example_env, uncomment_defaults  # noqa: E402
+
+TCP_SEGMENT = 1448  # what a stream arrives in over a typical LAN/TLS path
+
+
+def openai_stream(events: int) -> bytes:
+    parts = []
+    for i in range(events):
+        chunk = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1760000000,
+            "model": "gpt-4.1-mini",
+            "choices": [{"index": 0, "delta": {"content": f"token{i} "}, "finish_reason": None}],
+            "usage": None,
+        }
+        parts.append(b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n")
+    usage = {"prompt_tokens": 900, "completion_tokens": events, "total_tokens": 900 + events}
+    parts.append(
+        b'data: {"id":"chatcmpl-bench","choices":[],"usage":'
+        + json.dumps(usage).encode()
+        + b"}\n\n"
+    )
+    parts.append(b"data: [DONE]\n\n")
+    return b"".join(parts)
+
+
+def anthropic_stream(events: int) -> bytes:
+    def ev(name: str, obj: object) -> bytes:
+        return f"event: {name}\ndata: {json.dumps(obj, separators=(',', ':'))}\n\n".encode()
+
+    parts = [
+        ev(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_b",
+                    "model": "claude",
+                    "usage": {"input_tokens": 900, "output_tokens": 1},
+                },
+            },
+        ),
+        ev(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+    ]
+    for i in range(events):
+        parts.append(
+            ev(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": f"token{i} "},
+                },
+            )
+        )
+    parts += [
+        ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ev(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": events},
+            },
+        ),
+        ev("message_stop", {"type": "message_stop"}),
+    ]
+    return b"".join(parts)
+
+
+def segments(data: bytes) -> list[bytes]:
+    return [data[i : i + TCP_SEGMENT] for i in range(0, len(data), TCP_SEGMENT)]
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    fn()  # warm up
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return runs
+
+
+def bench_sse_decode(raw: bool) -> dict[str, object]:
+    data = openai_stream(2000)
+    pieces = segments(data)
+
+    def work() -> None:
+        decoder = SSEDecoder(keep_raw=raw)
+        for piece in pieces:
+            decoder.feed(piece)
+        decoder.feed_eof()
+
+    runs = timed(work, 30)
+    mb = len(data) / 1e6
+    return {
+        "unit": "MB/s",
+        "best": mb / min(runs),
+        "median": mb / statistics.median(runs),
+        "detail": f"{len(data):,} bytes, 2,001 events, {TCP_SEGMENT}-byte segments",
+    }
+
+
+def bench_observer(
+    make: Callable[[], OpenAIStreamObserver | AnthropicStreamObserver], data: bytes, events: int
+) -> dict[str, object]:
+    pieces = segments(data)
+
+    def work() -> None:
+        observer = make()
+        for piece in pieces:
+            observer.feed(piece)
+        observer.feed_eof()
+        observer.result()
+
+    runs = timed(work, 30)
+    return {
+        "unit": "µs/event",
+        "best": min(runs) / events * 1e6,
+        "median": statistics.median(runs) / events * 1e6,
+        "detail": f"{events:,} events, decode + observe, {TCP_SEGMENT}-byte segments",
+    }
+
+
+def bench_config_parse() -> dict[str, object]:
+    text = (ROOT / "eggpool" / "config.example.toml").read_text("utf-8")
+    document = tomllib.loads(uncomment_defaults(text))
+    env = example_env(text)
+    runs = timed(lambda: parse_config(document, env), 200)
+    return {
+        "unit": "ms",
+        "best": min(runs) * 1e3,
+        "median": statistics.median(runs) * 1e3,
+        "detail": "the example config with every default uncommented (parse_config only)",
+    }
+
+
+BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
+    "sse_decode": lambda: bench_sse_decode(raw=False),
+    "sse_decode_raw": lambda: bench_sse_decode(raw=True),
+    "openai_observer": lambda: bench_observer(OpenAIStreamObserver, openai_stream(2000), 2001),
+    "openai_observer_strip": lambda: bench_observer(
+        lambda: OpenAIStreamObserver(strip_usage_chunk=True), openai_stream(2000), 2001
+    ),
+    "anthropic_observer": lambda: bench_observer(
+        AnthropicStreamObserver, anthropic_stream(2000), 2005
+    ),
+    "config_parse": bench_config_parse,
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args()
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    print(f"python {platform.python_version()} on {platform.machine()}, {cpu_name()}")
+    results = {}
+    for name in args.names or BENCHMARKS:
+        result = BENCHMARKS[name]()
+        results[name] = result
+        best, median, unit = result["best"], result["median"], result["unit"]
+        print(f"{name:22} best {best:9.2f} {unit:9} median {median:9.2f}   {result['detail']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+
+
+if __name__ == "__main__":
+    main()
