@@ -16,6 +16,7 @@ from eggpool.core.config import (
     Seconds,
     parse_config,
 )
+from eggpool.core.errors import ErrorResponse, FailureKind, LocalFailure, render_error
 from eggpool.core.secret import Secret
 
 __all__ = [
@@ -23,10 +24,14 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "ErrorResponse",
+    "FailureKind",
+    "LocalFailure",
     "Microdollars",
     "Protocol",
     "ProviderConfig",
     "Seconds",
     "Secret",
     "parse_config",
+    "render_error",
 ]

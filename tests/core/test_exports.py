@@ -9,12 +9,16 @@ EXPECTED = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "ErrorResponse",
+    "FailureKind",
+    "LocalFailure",
     "Microdollars",
     "Protocol",
     "ProviderConfig",
     "Seconds",
     "Secret",
     "parse_config",
+    "render_error",
 ]
 
 
