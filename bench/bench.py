@@ -22,10 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from eggpool.core.config import parse_config  # noqa: E402
+from eggpool.core.catalog import Catalog, ModelListFailure, parse_model_list  # noqa: E402
+from eggpool.core.config import Protocol, parse_config  # noqa: E402
+from eggpool.core.health import Health  # noqa: E402
+from eggpool.core.ledger import Ledger, account_limits  # noqa: E402
+from eggpool.core.routing import Router  # noqa: E402
 from eggpool.core.sse import SSEDecoder  # noqa: E402
 from eggpool.core.usage import AnthropicStreamObserver, OpenAIStreamObserver  # noqa: E402
-from tests.example_config import example_env, uncomment_defaults  # noqa: E402
+from tests.helpers.example_config import example_env, uncomment_defaults  # noqa: E402
 
 TCP_SEGMENT = 1448  # what a stream arrives in over a typical LAN/TLS path
 
@@ -171,6 +175,52 @@ def bench_config_parse() -> dict[str, object]:
     }
 
 
+def bench_routing() -> dict[str, object]:
+    """One routing decision: 100 accounts (5 providers x 20) all serving the model, 300 models."""
+    providers = {
+        f"p{p}": {
+            "base_url": f"https://p{p}.example.com/v1",
+            "routing_priority": p % 2,
+            "accounts": [
+                {"name": f"p{p}-a{a}", "api_key": "sk-bench-0123456789"} for a in range(20)
+            ],
+        }
+        for p in range(5)
+    }
+    config = parse_config({"providers": providers}, {})
+    now = 1_800_000_000.0
+    catalog = Catalog(config, now=now)
+    page = parse_model_list(
+        json.dumps({"data": [{"id": f"model-{i}"} for i in range(300)]}).encode()
+    )
+    assert not isinstance(page, ModelListFailure)
+    for account in config.accounts:
+        catalog.refresh(account.name, page, now=now)
+    ledger = Ledger(account_limits(config))
+    health = Health({a.name: a.provider_id for a in config.accounts})
+    for i, account in enumerate(config.accounts):
+        ledger.commit(account.name, 10_000 * i, now)
+    router = Router(config)
+    inflight = {a.name: i % 3 for i, a in enumerate(config.accounts)}
+    rounds = 2000
+
+    def work() -> None:
+        for i in range(rounds):
+            router.decide(
+                catalog=catalog, health=health, ledger=ledger, inflight=inflight,
+                model="model-150", protocol=Protocol.OPENAI, pinned=None, estimate=20_000,
+                now=now, entropy=i, session=f"s{i % 50}",
+            )  # fmt: skip
+
+    runs = timed(work, 10)
+    return {
+        "unit": "µs/decision",
+        "best": min(runs) / rounds * 1e6,
+        "median": statistics.median(runs) / rounds * 1e6,
+        "detail": "100 accounts (all candidates), 300 models, session affinity on",
+    }
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     "sse_decode": lambda: bench_sse_decode(raw=False),
     "sse_decode_raw": lambda: bench_sse_decode(raw=True),
@@ -182,6 +232,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
         AnthropicStreamObserver, anthropic_stream(2000), 2005
     ),
     "config_parse": bench_config_parse,
+    "routing_decision": bench_routing,
 }
 
 

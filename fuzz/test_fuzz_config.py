@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ from hypothesis import strategies as st
 from eggpool.cli._load import ConfigLocation, LoadError, load_config
 from eggpool.cli._template import example_config_text
 from eggpool.core.config import Config, ConfigError, parse_config
-from tests.example_config import example_env, uncomment_defaults
+from tests.helpers.documents import leaves
+from tests.helpers.example_config import example_env, uncomment_defaults
 
 EXAMPLE = example_config_text()
 LINES = EXAMPLE.splitlines()
@@ -31,17 +31,6 @@ TOKENS = [
     '""', '"x"', "0", "-1", "1e309", "true", "[]", "{}", '["openai"]', '"5m"', '"$1"',
     '"http://h:1"', '"socks5://u:p@h"', "1979-05-27", "nan", '"your-api-key"', '"a\\nb"',
 ]  # fmt: skip
-
-
-def _leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield (*path, key)
-            yield from _leaves(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield (*path, index)
-            yield from _leaves(value, (*path, index))
 
 
 def _check(document: dict[str, Any], env: dict[str, str]) -> None:
@@ -94,7 +83,7 @@ def test_line_edits_of_the_example_parse_or_fail_cleanly(
 
 
 BASE = tomllib.loads(uncomment_defaults(EXAMPLE)) if EXAMPLE else {}
-PATHS = list(_leaves(BASE))
+PATHS = list(leaves(BASE))
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=16),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),

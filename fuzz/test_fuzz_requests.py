@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from eggpool.core.catalog import EffectiveLimits
 from eggpool.core.config import Protocol
 from eggpool.core.errors import LocalFailure, render_error, render_stream_error
-from eggpool.core.requests import ModelLimits, ParsedRequest, parse_request, split_model
+from eggpool.core.requests import ParsedRequest, parse_request, split_model
+from tests.helpers.documents import leaves
 
 PROVIDERS = frozenset({"groq", "openai", "open-router"})
 IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="  # noqa: E501
@@ -84,9 +85,9 @@ FIELD_VALUES: st.SearchStrategy[Any] = st.sampled_from(
 INTERPRETED = ["model", "stream", "stream_options", "max_tokens", "max_completion_tokens"]
 
 
-def check(protocol: Protocol, raw: bytes, limits: ModelLimits | None = None) -> None:
+def check(protocol: Protocol, raw: bytes, limits: EffectiveLimits | None = None) -> None:
     """The invariants, for any input."""
-    result = parse_request(protocol, raw, provider_ids=PROVIDERS, limits=limits)
+    result = parse_request(protocol, raw, split=lambda m: split_model(m, PROVIDERS), limits=limits)
     if isinstance(result, LocalFailure):
         event(f"failure: {result.kind}")
         assert 400 <= result.status < 500
@@ -155,27 +156,16 @@ def test_byte_edits_of_realistic_bodies_parse_or_fail_cleanly(
     check(other, bytes(data))
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield (*path, key)
-            yield from _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield (*path, index)
-            yield from _paths(value, (*path, index))
-
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
     max_leaves=8,
 )
 limits = st.none() | st.builds(
-    ModelLimits,
-    max_context_tokens=st.none() | st.integers(1, 10**6),
-    max_input_tokens=st.none() | st.integers(1, 10**6),
-    max_output_tokens=st.none() | st.integers(1, 10**6),
+    EffectiveLimits,
+    context=st.none() | st.integers(1, 10**6),
+    input=st.none() | st.integers(1, 10**6),
+    output=st.none() | st.integers(1, 10**6),
     enforce=st.booleans(),
 )
 
@@ -192,7 +182,7 @@ def test_value_swaps_reach_the_upstream_as_intended(
     fields: list[tuple[str, Any]],
     deep: list[tuple[int, Any]],
     style: dict[str, Any],
-    model_limits: ModelLimits | None,
+    model_limits: EffectiveLimits | None,
 ) -> None:
     protocol, document = SEEDS[seed]
     document = copy.deepcopy(document)
@@ -201,7 +191,7 @@ def test_value_swaps_reach_the_upstream_as_intended(
             document.pop(key, None)
         else:
             document[key] = value
-    paths = list(_paths(document))
+    paths = list(leaves(document))
     for index, value in deep:
         if not paths:
             break

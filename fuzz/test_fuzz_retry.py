@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -38,6 +37,7 @@ from eggpool.core.retry import (
     classify_outcome,
 )
 from tests.core.test_retry import HEADER_VALUES, HINTS, RECORDED
+from tests.helpers.documents import leaves
 
 BODIES = [case.body for case in RECORDED] + [hint.body for hint in HINTS if hint.body]
 HEADER_SETS = [case.headers for case in RECORDED if case.headers] + [h.headers for h in HINTS]
@@ -144,17 +144,6 @@ def test_byte_edits_of_recorded_bodies_classify_cleanly(
         _check(_outcome(case.status if status is None else status, payload, case.headers, moment))
 
 
-def _leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield (*path, key)
-            yield from _leaves(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield (*path, index)
-            yield from _leaves(value, (*path, index))
-
-
 def _json(body: str) -> Any:
     try:
         return json.loads(body)
@@ -195,7 +184,7 @@ def test_value_swaps_inside_recorded_json_classify_cleanly(
     case, original = case_and_doc
     document = copy.deepcopy(original)
     for index, value in swaps:
-        paths = list(_leaves(document))
+        paths = list(leaves(document))
         if not paths:
             break
         path = paths[index % len(paths)]

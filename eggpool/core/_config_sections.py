@@ -168,6 +168,20 @@ class RoutingConfig:
     local_quota_mode: LocalQuotaMode = setting(
         LocalQuotaMode.SCORE_ONLY, "Whether local over-quota estimates exclude an account."
     )
+    session_affinity: bool = setting(
+        True, "Keep a conversation on one account so its provider prompt cache keeps hitting."
+    )
+    session_headers: tuple[str, ...] = setting(
+        (
+            "x-claude-code-session-id",
+            "x-opencode-session",
+            "session-id",
+            "session_id",
+            "x-session-id",
+            "x-session-affinity",
+        ),
+        "Request headers naming a client session, first match wins.",
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -64,19 +64,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+import zlib
+from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
 
-from eggpool.core._json_spans import Member, object_members, splice
+from eggpool.core._catalog_rules import EffectiveLimits
+from eggpool.core._json_spans import Member, array_items, object_members, splice
 from eggpool.core.config import Protocol
 from eggpool.core.errors import FailureKind, LocalFailure, _shown
 
 __all__ = [
     "MAX_TOKENS_FIELD",
     "MEDIA_TOKENS",
-    "ModelLimits",
     "ParsedRequest",
     "check_limits",
     "estimate_input_tokens",
@@ -112,25 +113,6 @@ _OUTPUT_FIELDS = {
 }
 
 
-def _optional_positive(_: object, attribute: attrs.Attribute[int | None], value: object) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{attribute.name} must be a positive integer or None, got {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class ModelLimits:
-    """A model's effective token limits (from the catalog); None means unknown.
-
-    `enforce=False` turns the guard off for the model (its limits are then
-    informational only).
-    """
-
-    max_context_tokens: int | None = attrs.field(default=None, validator=_optional_positive)
-    max_input_tokens: int | None = attrs.field(default=None, validator=_optional_positive)
-    max_output_tokens: int | None = attrs.field(default=None, validator=_optional_positive)
-    enforce: bool = True
-
-
 @attrs.frozen(kw_only=True)
 class ParsedRequest:
     """What the proxy needs to know about a client request, and the body to send upstream."""
@@ -146,16 +128,21 @@ class ParsedRequest:
     usage_injected: bool  # the proxy turned include_usage on: drop the usage-only chunk
     input_tokens_estimate: int
     body: bytes = attrs.field(repr=False)  # prompts stay out of logs and reprs
+    fingerprint: str | None = None  # of the system prompt and first message (session affinity)
 
 
 def parse_request(
     protocol: Protocol,
     body: bytes,
     *,
-    provider_ids: Collection[str],
-    limits: ModelLimits | None = None,
+    split: Callable[[str], tuple[str, str | None]],
+    limits: EffectiveLimits | None = None,
 ) -> ParsedRequest | LocalFailure:
-    """Validate a client body and prepare the upstream body; see the module docstring."""
+    """Validate a client body and prepare the upstream body; see the module docstring.
+
+    `split` applies the model/provider suffix rule (`split_model`, as the
+    catalog sees it: `Catalog.split_model_id`).
+    """
     document = _load(body)
     if isinstance(document, LocalFailure):
         return document
@@ -191,7 +178,7 @@ def parse_request(
             max_output, max_output_param = value, field
 
     edits: list[tuple[int, int, bytes]] = []
-    model, pinned = split_model(requested_model, provider_ids)
+    model, pinned = split(requested_model)
     if pinned is not None:
         span = spans["model"]
         token = body[span.value_start : span.value_end]
@@ -218,6 +205,7 @@ def parse_request(
         usage_injected=injected,
         input_tokens_estimate=estimate_input_tokens(body),
         body=splice(body, edits) if edits else body,
+        fingerprint=conversation_fingerprint(protocol, body, document, members),
     )
     if limits is not None:
         failure = check_limits(parsed, limits)
@@ -226,12 +214,26 @@ def parse_request(
     return parsed
 
 
-def split_model(model: str, provider_ids: Collection[str]) -> tuple[str, str | None]:
-    """`("x/groq", {"groq"})` -> `("x", "groq")`; anything else stays whole, unpinned."""
+def split_model(
+    model: str,
+    provider_ids: Collection[str],
+    *,
+    served: Callable[[str, str | None], bool] | None = None,
+) -> tuple[str, str | None]:
+    """`("x/groq", {"groq"})` -> `("x", "groq")`; anything else stays whole, unpinned.
+
+    The split is at the last `/` and only when the suffix is a configured
+    provider, so Groq's `openai/gpt-oss-20b` stays whole. With `served`
+    (`served(model_id, provider_or_None)`: is it routable), a whole id that is
+    served wins over a split pair that is not: should a provider be called
+    `gpt-oss-20b`, Groq's `openai/gpt-oss-20b` still routes.
+    """
     base, slash, suffix = model.rpartition("/")
-    if slash and base and suffix in provider_ids:
-        return base, suffix
-    return model, None
+    if not (slash and base and suffix in provider_ids):
+        return model, None
+    if served is not None and not served(base, suffix) and served(model, None):
+        return model, None
+    return base, suffix
 
 
 # -- validation ------------------------------------------------------------------------
@@ -353,6 +355,48 @@ def _usage_edits(
     return [], False  # not a boolean: the upstream's to reject
 
 
+# -- conversation fingerprint ----------------------------------------------------------
+
+_SYSTEM_ROLES = frozenset({"system", "developer"})
+
+
+def conversation_fingerprint(
+    protocol: Protocol, body: bytes, document: dict[str, Any], members: list[Member]
+) -> str | None:
+    """A stable id of a conversation: its system prompt and first message, as sent.
+
+    Session affinity falls back to it when the client sends no session
+    header. Every turn of a conversation repeats the same opening, so all
+    turns share it; the raw bytes are checksummed (CRC-32 and Adler-32, C
+    speed, no re-serialization), which is plenty for spreading sessions over
+    accounts. None when there is no first message.
+    """
+    messages = document.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    spans = {m.key: m for m in members}
+    parts: list[tuple[int, int]] = []
+    if protocol is Protocol.ANTHROPIC:
+        count = 1
+        system = spans.get("system")
+        if system is not None:
+            parts.append((system.value_start, system.value_end))
+    else:  # OpenAI: the leading system / developer messages and the first other one
+        count = 1
+        for message in messages:
+            role = message.get("role") if isinstance(message, dict) else None
+            if not (isinstance(role, str) and role in _SYSTEM_ROLES):
+                break
+            count += 1
+    parts += array_items(body, spans["messages"].value_start, count)
+    crc, adler = 0, 1
+    for start, end in parts:
+        chunk = body[start:end]
+        crc = zlib.crc32(chunk, crc)
+        adler = zlib.adler32(chunk, adler)
+    return f"{crc:08x}{adler:08x}"
+
+
 # -- estimate and guard ----------------------------------------------------------------
 
 
@@ -371,20 +415,18 @@ def guard_input_tokens(estimate: int) -> int:
     return estimate * 4 // 5
 
 
-def check_limits(request: ParsedRequest, limits: ModelLimits) -> LocalFailure | None:
+def check_limits(request: ParsedRequest, limits: EffectiveLimits) -> LocalFailure | None:
     """The 400 that a request over the model's limits gets, or None (see the module docstring)."""
     if not limits.enforce:
         return None
     anthropic = request.protocol is Protocol.ANTHROPIC
     tokens = guard_input_tokens(request.input_tokens_estimate)
     output = request.max_output_tokens
-    context = limits.max_context_tokens
+    context = limits.context
 
     input_limit, kind = context, "context"
-    if limits.max_input_tokens is not None and (
-        input_limit is None or limits.max_input_tokens < input_limit
-    ):
-        input_limit, kind = limits.max_input_tokens, "input"
+    if limits.input is not None and (input_limit is None or limits.input < input_limit):
+        input_limit, kind = limits.input, "input"
     if input_limit is not None and tokens > input_limit:
         if anthropic:
             message = (
@@ -401,7 +443,7 @@ def check_limits(request: ParsedRequest, limits: ModelLimits) -> LocalFailure | 
 
     if output is None:
         return None
-    output_limit = limits.max_output_tokens
+    output_limit = limits.output
     if output_limit is not None and output > output_limit:
         param = request.max_output_param or "max_tokens"
         if anthropic:

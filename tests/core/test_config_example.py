@@ -19,7 +19,7 @@ import pytest
 from eggpool.cli._template import example_config_text
 from eggpool.core._settings import Problems
 from eggpool.core.config import Config, parse_config, read_config
-from tests.example_config import example_env, uncomment_defaults
+from tests.helpers.example_config import example_env, uncomment_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "docs" / "configuration.md").read_text("utf-8")

@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eggpool.core._json_spans import object_members, skip_value, splice
+from eggpool.core.catalog import EffectiveLimits
 from eggpool.core.config import Protocol
 from eggpool.core.errors import FailureKind, LocalFailure, render_error
 from eggpool.core.requests import (
     MAX_TOKENS_FIELD,
     MEDIA_TOKENS,
-    ModelLimits,
     ParsedRequest,
     check_limits,
     estimate_input_tokens,
@@ -30,19 +30,25 @@ from eggpool.core.requests import (
 OPENAI = Protocol.OPENAI
 ANTHROPIC = Protocol.ANTHROPIC
 PROVIDERS = frozenset({"groq", "openai", "anthropic", "open-router"})
+
+
+def SPLIT(model: str) -> tuple[str, str | None]:
+    return split_model(model, PROVIDERS)
+
+
 IMAGE = base64.b64encode(bytes(range(256)) * 64).decode()  # 16 KiB of "image"
 USAGE = b'"stream_options":{"include_usage":true}'
 
 
 def parse(protocol: Protocol, body: bytes | dict[str, Any], **kwargs: Any) -> ParsedRequest:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    result = parse_request(protocol, raw, provider_ids=PROVIDERS, **kwargs)
+    result = parse_request(protocol, raw, split=SPLIT, **kwargs)
     assert isinstance(result, ParsedRequest), result
     return result
 
 
 def fail(protocol: Protocol, body: bytes, **kwargs: Any) -> LocalFailure:
-    result = parse_request(protocol, body, provider_ids=PROVIDERS, **kwargs)
+    result = parse_request(protocol, body, split=SPLIT, **kwargs)
     assert isinstance(result, LocalFailure), result
     return result
 
@@ -652,28 +658,28 @@ def sized(protocol: Protocol, tokens: int, max_output: int | None = None) -> Par
 
 def test_the_guard_allows_the_estimate_to_run_25_percent_high() -> None:
     assert guard_input_tokens(125_000) == 100_000
-    limits = ModelLimits(max_context_tokens=100_000)
+    limits = EffectiveLimits(context=100_000)
     assert check_limits(sized(OPENAI, 124_000), limits) is None
     assert check_limits(sized(OPENAI, 126_000), limits) is not None
 
 
 def test_the_guard_is_off_without_limits_or_when_not_enforced() -> None:
     request = sized(OPENAI, 200_000, max_output=10**6)
-    off = ModelLimits(max_context_tokens=1000, max_output_tokens=10, enforce=False)
+    off = EffectiveLimits(context=1000, output=10, enforce=False)
     assert check_limits(request, off) is None
-    assert check_limits(request, ModelLimits()) is None
+    assert check_limits(request, EffectiveLimits()) is None
 
 
 @pytest.mark.parametrize("protocol", list(Protocol))
 def test_parse_request_runs_the_guard_when_given_limits(protocol: Protocol) -> None:
     raw = b'{"model":"m","max_tokens":9000}'
-    failure = fail(protocol, raw, limits=ModelLimits(max_output_tokens=8192))
+    failure = fail(protocol, raw, limits=EffectiveLimits(output=8192))
     assert failure.kind is FailureKind.OUTPUT_LIMIT_EXCEEDED
-    assert isinstance(parse_request(protocol, raw, provider_ids=PROVIDERS), ParsedRequest)
+    assert isinstance(parse_request(protocol, raw, split=SPLIT), ParsedRequest)
 
 
 def test_openai_input_too_long_reads_like_openai() -> None:
-    failure = check_limits(sized(OPENAI, 200_000), ModelLimits(max_context_tokens=128_000))
+    failure = check_limits(sized(OPENAI, 200_000), EffectiveLimits(context=128_000))
     assert failure is not None
     assert failure.kind is FailureKind.CONTEXT_LENGTH_EXCEEDED
     assert (failure.param, failure.status) == ("messages", 400)
@@ -685,13 +691,13 @@ def test_openai_input_too_long_reads_like_openai() -> None:
 
 
 def test_anthropic_input_too_long_reads_like_anthropic() -> None:
-    failure = check_limits(sized(ANTHROPIC, 300_000), ModelLimits(max_context_tokens=200_000))
+    failure = check_limits(sized(ANTHROPIC, 300_000), EffectiveLimits(context=200_000))
     assert failure is not None
     assert re.match(r"prompt is too long: 240000 tokens > 200000 maximum", failure.message)
 
 
 def test_a_separate_input_limit_is_checked_too() -> None:
-    limits = ModelLimits(max_context_tokens=400_000, max_input_tokens=100_000)
+    limits = EffectiveLimits(context=400_000, input=100_000)
     failure = check_limits(sized(OPENAI, 150_000), limits)
     assert failure is not None
     assert "maximum input length is 100000 tokens" in failure.message
@@ -712,7 +718,7 @@ def test_output_over_the_model_limit_names_the_field(
     protocol: Protocol, field: str, message: str
 ) -> None:
     request = parse(protocol, {"model": "claude-x", field: 70_000})
-    failure = check_limits(request, ModelLimits(max_output_tokens=64_000))
+    failure = check_limits(request, EffectiveLimits(output=64_000))
     assert failure is not None
     assert failure.kind is FailureKind.OUTPUT_LIMIT_EXCEEDED
     assert (failure.param, failure.message) == (field, message)
@@ -720,7 +726,7 @@ def test_output_over_the_model_limit_names_the_field(
 
 def test_output_exactly_at_the_limit_is_fine() -> None:
     request = parse(ANTHROPIC, {"model": "m", "max_tokens": 64_000})
-    assert check_limits(request, ModelLimits(max_output_tokens=64_000)) is None
+    assert check_limits(request, EffectiveLimits(output=64_000)) is None
 
 
 CLAUDE_CODE = re.compile(
@@ -729,7 +735,7 @@ CLAUDE_CODE = re.compile(
 
 
 def test_input_plus_output_matches_what_claude_code_parses_and_its_retry_passes() -> None:
-    limits = ModelLimits(max_context_tokens=200_000, max_output_tokens=64_000)
+    limits = EffectiveLimits(context=200_000, output=64_000)
     failure = check_limits(sized(ANTHROPIC, 200_000, max_output=64_000), limits)
     assert failure is not None
     match = CLAUDE_CODE.match(failure.message)
@@ -743,7 +749,7 @@ def test_input_plus_output_matches_what_claude_code_parses_and_its_retry_passes(
 
 def test_openai_input_plus_output_reads_like_openai() -> None:
     request = sized(OPENAI, 100_000, max_output=60_000)
-    failure = check_limits(request, ModelLimits(max_context_tokens=128_000))
+    failure = check_limits(request, EffectiveLimits(context=128_000))
     assert failure is not None
     assert failure.message.startswith(
         "This model's maximum context length is 128000 tokens. However, you requested about "
@@ -752,14 +758,8 @@ def test_openai_input_plus_output_reads_like_openai() -> None:
 
 
 def test_without_requested_output_only_the_input_is_checked() -> None:
-    limits = ModelLimits(max_context_tokens=100_000, max_output_tokens=10)
+    limits = EffectiveLimits(context=100_000, output=10)
     assert check_limits(sized(OPENAI, 120_000), limits) is None
-
-
-@pytest.mark.parametrize("bad", [0, -1, True, 1.5])
-def test_model_limits_must_be_positive_integers(bad: Any) -> None:
-    with pytest.raises(ValueError, match="max_context_tokens"):
-        ModelLimits(max_context_tokens=bad)
 
 
 # -- the span scanner --------------------------------------------------------------------
@@ -813,3 +813,42 @@ def test_the_scanner_agrees_with_json_on_any_value(fragment: tuple[str, Any]) ->
 def test_splice_rejects_overlapping_edits() -> None:
     with pytest.raises(ValueError, match="overlapping"):
         splice(b"abcdef", [(1, 3, b"x"), (2, 4, b"y")])
+
+
+def test_a_served_whole_id_wins_over_an_unserved_split() -> None:
+    served = {("openai/gpt-oss-20b", None)}
+
+    def is_served(model: str, provider: str | None) -> bool:
+        return (model, provider) in served
+
+    assert split_model("openai/gpt-oss-20b", {"gpt-oss-20b"}, served=is_served) == (
+        "openai/gpt-oss-20b",
+        None,
+    )
+    served.add(("openai", "gpt-oss-20b"))
+    assert split_model("openai/gpt-oss-20b", {"gpt-oss-20b"}, served=is_served) == (
+        "openai",
+        "gpt-oss-20b",
+    )
+
+
+def test_fingerprint_is_stable_across_turns_and_differs_between_conversations() -> None:
+    opening = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    turn1 = parse(OPENAI, {"model": "m", "messages": opening})
+    turn2 = parse(
+        OPENAI,
+        {"model": "m", "messages": [*opening, {"role": "assistant", "content": "Hello"}]},
+    )
+    other = parse(
+        OPENAI, {"model": "m", "messages": [opening[0], {"role": "user", "content": "Yo"}]}
+    )
+    assert turn1.fingerprint is not None
+    assert turn1.fingerprint == turn2.fingerprint
+    assert turn1.fingerprint != other.fingerprint
+
+
+def test_fingerprint_tolerates_odd_roles_and_empty_conversations() -> None:
+    odd = parse(OPENAI, {"model": "m", "messages": [{"role": ["x"]}, "text"]})
+    assert odd.fingerprint is not None
+    assert parse(OPENAI, {"model": "m", "messages": []}).fingerprint is None
+    assert parse(ANTHROPIC, {"model": "m", "max_tokens": 5}).fingerprint is None

@@ -1,0 +1,1 @@
+"""Helpers shared by tests/, fuzz/ and bench/: fixtures that are code, not tests."""
