@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint types unit fuzz bench clean help
+.PHONY: test lint types unit fuzz bench docs clean help
 
 help:
 	@echo "make test   lint, format check, mypy --strict and every test (what CI runs)"
@@ -15,6 +15,7 @@ help:
 	@echo "make unit   pytest only"
 	@echo "make fuzz   long fuzzing runs of the parsers (FUZZ_EXAMPLES=50000 by default)"
 	@echo "make bench  the performance benchmarks (figures in docs/performance.md)"
+	@echo "make docs   regenerate the parts of docs/ generated from the code"
 	@echo "make clean  remove the virtualenv and caches"
 
 $(BIN)/python:
@@ -27,8 +28,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check eggpool tests fuzz bench
-	$(BIN)/ruff format --check eggpool tests fuzz bench
+	$(BIN)/ruff check eggpool tests fuzz bench tools
+	$(BIN)/ruff format --check eggpool tests fuzz bench tools
 
 types: $(STAMP)
 	$(BIN)/mypy --strict eggpool
@@ -44,6 +45,9 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
+
+docs: $(STAMP)
+	$(BIN)/python tools/gen_docs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

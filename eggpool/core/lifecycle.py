@@ -1,0 +1,922 @@
+"""The request machine: one client request, its attempts upstream, and its one finalization.
+
+Theory of operation. The `Pool` creates a `RequestMachine` for each proxied
+request it accepted (parsed, authenticated) and feeds it the events that
+concern it; the machine answers with effects. Its states and the events
+each accepts are the table `TRANSITIONS`; an event a state does not accept
+is a programming error, which moves the machine to `FAILED` (a finalized
+state: the request still ends once, with a 500, and its reservation is
+released). docs/lifecycle.md draws the table, generated from this module.
+
+    RECEIVED --route--> ROUTED --dispatch--> CONNECTING --first byte--> STREAMING
+        |                                        |  ^ failover               |
+        +----------------------------------------+--+------------> FINALIZING --> DONE
+
+Rules, in the order they matter:
+
+- **Failover only before the first byte reaches the client**, and at most
+  `routing.max_retries_before_stream` times. Until then the machine holds
+  the response: an error status's body is read (bounded) and classified;
+  a 200 is committed to the client only when its first forwardable bytes
+  arrive, so a 200 followed at once by an error event (Anthropic's
+  `overloaded_error`) still fails over. After the first byte, an upstream
+  failure ends the stream with the protocol's in-stream error, never a
+  clean close.
+- **Deadlines are timers**: first byte (the provider's `read_timeout_s`
+  from dispatch to the response head), idle (the same, between chunks,
+  checked lazily so a chunk costs no timer effect) and total (per request).
+  A deadline aborts the attempt and counts as a timeout; before the first
+  byte it may fail over.
+- **Client gone** aborts the upstream at once and finalizes as cancelled,
+  billing the usage seen so far, else the reservation estimate if the
+  provider had started answering, else nothing.
+- **Exactly one finalization.** `_finalize` runs once whatever the path;
+  it settles the last reservation with the real cost (failed attempts
+  released theirs as they ended), records success with health, and emits
+  the one `RequestFinalized` record.
+
+Accounting of failed attempts (health, reservation release, the attempt
+record) happens as each attempt ends, because the next routing decision
+must see it; the request's own accounting happens once, in finalization.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Callable
+
+import attrs
+
+from eggpool.core.catalog import Catalog
+from eggpool.core.config import AuthMode, Config, Protocol, ProviderConfig, ProxyUrl
+from eggpool.core.effects import (
+    AbortUpstream,
+    ArmTimer,
+    AttemptEnded,
+    BackoffChanged,
+    CancelTimer,
+    Effect,
+    Log,
+    OpenUpstream,
+    Persist,
+    Publish,
+    RequestFinalized,
+    RequestStarted,
+    RespondBody,
+    RespondEnd,
+    RespondHead,
+)
+from eggpool.core.errors import LocalFailure, render_error, render_stream_error
+from eggpool.core.events import (
+    ClientGone,
+    ClientRequestReceived,
+    Now,
+    TimerFired,
+    UpstreamBodyEnded,
+    UpstreamBodyReceived,
+    UpstreamFailed,
+    UpstreamResponseStarted,
+)
+from eggpool.core.health import BackoffChange, Health, VerdictKind
+from eggpool.core.ledger import Ledger
+from eggpool.core.pricing import compute_cost, prices_for, reservation_estimate
+from eggpool.core.requests import ParsedRequest, check_limits
+from eggpool.core.retry import (
+    BODY_SNIPPET_CAP,
+    AttemptPhase,
+    FailureCategory,
+    RetryDecision,
+    TransportFailure,
+    UpstreamOutcome,
+    classify_outcome,
+)
+from eggpool.core.routing import ExclusionReason, Router, RoutingDecision
+from eggpool.core.secret import Secret
+from eggpool.core.usage import (
+    AnthropicStreamObserver,
+    ObservedResponse,
+    OpenAIStreamObserver,
+    observe_anthropic_body,
+    observe_openai_body,
+)
+
+__all__ = [
+    "ALLOWED",
+    "TRANSITIONS",
+    "RequestMachine",
+    "Services",
+    "State",
+    "attempt_request_id",
+]
+
+TOTAL_DEADLINE = 3600.0
+"""Seconds a request may take in all, attempts included."""
+MAX_ERROR_BODY = 64 * 1024
+"""Bytes of an upstream error body kept (to classify it, and to pass it through)."""
+MAX_PLAIN_BODY = 32 * 1024 * 1024
+"""Bytes of a non-streaming success body kept to read its usage (it is relayed whole anyway)."""
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-encoding",
+    }
+)
+_CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key", "proxy-authorization", "cookie"})
+_NOT_FORWARDED = _HOP_BY_HOP | _CLIENT_CREDENTIALS | {"accept-encoding"}
+_THROTTLED = frozenset({ExclusionReason.COOLING, ExclusionReason.PROVIDER_BACKOFF})
+_THROTTLING = frozenset(
+    {FailureCategory.RATE_LIMITED, FailureCategory.QUOTA_EXHAUSTED, FailureCategory.OVERLOADED}
+)
+
+
+class State(enum.StrEnum):
+    RECEIVED = "received"
+    ROUTED = "routed"
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    FINALIZING = "finalizing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def attempt_request_id(attempt_id: str) -> str:
+    """Attempt ids are `<request id>#<n>`: the Pool finds the machine without an index."""
+    return attempt_id.rpartition("#")[0]
+
+
+@attrs.define(slots=True)
+class Services:
+    """What every machine consults; owned by the Pool and handed in, never reached for."""
+
+    config: Config
+    catalog: Catalog
+    health: Health
+    ledger: Ledger
+    router: Router
+    inflight: Counter[str] = attrs.Factory(Counter)
+
+
+@attrs.define(slots=True)
+class _Attempt:
+    attempt_id: str
+    account: str
+    provider: ProviderConfig
+    dispatched: float  # mono
+    reserved: int
+    probe: bool
+    observer: OpenAIStreamObserver | AnthropicStreamObserver | None
+    status: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytearray = attrs.Factory(bytearray)  # an error body, or a plain success body
+    body_bytes: int = 0
+    last_activity: float = 0.0
+    open: bool = True  # the upstream connection is live
+
+
+Handler = Callable[["RequestMachine", object], list[Effect]]
+
+
+class RequestMachine:
+    """One request. Mutable, single-threaded, I/O-free."""
+
+    def __init__(
+        self,
+        services: Services,
+        event: ClientRequestReceived,
+        protocol: Protocol,
+        request: ParsedRequest,
+        session: str | None,
+    ) -> None:
+        self.services = services
+        self.request_id = event.request_id
+        self.protocol = protocol
+        self.request = request
+        self.session = session
+        self.state = State.RECEIVED
+        self._event = event
+        self._started = event.now
+        self._entropy = event.entropy
+        self._attempts: list[_Attempt] = []
+        self._tried: set[str] = set()
+        self._attempt: _Attempt | None = None
+        self._ttft: float | None = None
+        self._committed = False  # the response head went to the client
+        self._last_failure: tuple[_Attempt, RetryDecision] | None = None
+        self._result: ObservedResponse | None = None
+
+    # -- driving -------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.state in (State.DONE, State.FAILED)
+
+    @property
+    def current_attempt(self) -> str | None:
+        return self._attempt.attempt_id if self._attempt is not None else None
+
+    def start(self) -> list[Effect]:
+        """Record the request and send its first attempt (or answer it locally)."""
+        now = self._started
+        effects: list[Effect] = [
+            Persist(
+                record=RequestStarted(
+                    request_id=self.request_id,
+                    at=now.wall,
+                    protocol=self.protocol.value,
+                    model=self.request.requested_model,
+                    streamed=self.request.stream,
+                    client=self._event.client,
+                )
+            ),
+            ArmTimer(key=f"total:{self.request_id}", at=now.mono + TOTAL_DEADLINE),
+        ]
+        return effects + self._route(now)
+
+    def _goto(self, state: State) -> None:
+        if state not in ALLOWED[self.state]:
+            raise AssertionError(f"request machine: {self.state} -> {state} is not allowed")
+        self.state = state
+
+    def handle(self, event: object) -> list[Effect]:
+        handler = TRANSITIONS.get((self.state, type(event)))
+        if handler is None:
+            return self._impossible(event)
+        return handler(self, event)
+
+    # -- routing and dispatch ------------------------------------------------------------
+
+    def _route(self, now: Now) -> list[Effect]:
+        if self.state is not State.RECEIVED:
+            self._goto(State.RECEIVED)  # a failover: routing again
+        services, request = self.services, self.request
+        decision = services.router.decide(
+            catalog=services.catalog,
+            health=services.health,
+            ledger=services.ledger,
+            inflight=services.inflight,
+            model=request.model,
+            protocol=self.protocol,
+            pinned=request.pinned_provider,
+            estimate=self._estimate_for(request.pinned_provider),
+            now=now.wall,
+            entropy=self._entropy + len(self._attempts),
+            tried=self._tried,
+            session=self.session,
+        )
+        best = decision.best
+        if best is None:
+            return self._no_candidate(decision, now)
+        if not self._attempts:
+            failure = check_limits(request, best.candidate.limits)
+            if failure is not None:
+                return self._respond_local(failure, now, outcome="client_error")
+        self._goto(State.ROUTED)
+        return self._dispatch(best.account, best.provider, best.probe, now)
+
+    def _estimate_for(self, provider: str | None) -> int:
+        services, request = self.services, self.request
+        config = services.config
+        prices = prices_for(
+            config,
+            provider or "",
+            request.model,
+            services.catalog.metadata(request.model, provider) if provider else None,
+        )
+        return reservation_estimate(
+            prices,
+            request.input_tokens_estimate,
+            request.max_output_tokens,
+            unknown_microdollars=config.routing.unknown_request_reservation_microdollars,
+        )
+
+    def _no_candidate(self, decision: RoutingDecision, now: Now) -> list[Effect]:
+        model = self.request.requested_model
+        if self._last_failure is not None:
+            soonest = self._soonest_back(decision, now)
+            if soonest is not None and self._last_failure[1].category in _THROTTLING:
+                # Every account is throttled: the soonest any comes back, not the last one's.
+                failure = LocalFailure.all_throttled(model, max(soonest - now.wall, 1.0))
+                return self._respond_local(failure, now, "throttled")
+            return self._pass_through_last(now)
+        if not decision.known_model:
+            return self._respond_local(LocalFailure.unknown_model(model), now, "client_error")
+        throttled = [e for e in decision.excluded if e.reason in _THROTTLED]
+        soonest = decision.soonest_retry()
+        if throttled and soonest is not None:
+            failure = LocalFailure.all_throttled(model, max(soonest - now.wall, 1.0))
+        else:
+            reasons = sorted({e.reason.value for e in decision.excluded})
+            failure = LocalFailure.no_eligible_account(model, ", ".join(reasons) or None)
+        return self._respond_local(failure, now, "no_account")
+
+    def _soonest_back(self, decision: RoutingDecision, now: Now) -> float | None:
+        """When the first account that may serve this request again comes back."""
+        health = self.services.health
+        ends = [e.until for e in decision.excluded if e.until is not None]
+        for account in self._tried:
+            verdict = health.verdict(account, self.request.model, now.wall)
+            if verdict.kind is not VerdictKind.OK and verdict.until is not None:
+                ends.append(verdict.until)
+        return min(ends) if ends else None
+
+    def _dispatch(self, account: str, provider_id: str, probe: bool, now: Now) -> list[Effect]:
+        services, request = self.services, self.request
+        provider = services.config.providers[provider_id]
+        attempt_id = f"{self.request_id}#{len(self._attempts) + 1}"
+        reserved = self._estimate_for(provider_id)
+        services.ledger.reserve(attempt_id, account, reserved, now.wall)
+        services.inflight[account] += 1
+        if probe:
+            services.health.begin_probe(account, request.model, attempt_id)
+        observer: OpenAIStreamObserver | AnthropicStreamObserver | None = None
+        if request.stream:
+            observer = (
+                OpenAIStreamObserver(strip_usage_chunk=request.usage_injected)
+                if self.protocol is Protocol.OPENAI
+                else AnthropicStreamObserver()
+            )
+        attempt = _Attempt(
+            attempt_id=attempt_id,
+            account=account,
+            provider=provider,
+            dispatched=now.mono,
+            reserved=reserved,
+            probe=probe,
+            observer=observer,
+            last_activity=now.mono,
+        )
+        self._attempts.append(attempt)
+        self._tried.add(account)
+        self._attempt = attempt
+        self._goto(State.CONNECTING)
+        path = (
+            provider.openai_path if self.protocol is Protocol.OPENAI else provider.anthropic_path
+        )
+        return [
+            OpenUpstream(
+                attempt_id=attempt_id,
+                request_id=self.request_id,
+                account=account,
+                url=provider.base_url + path,
+                method="POST",
+                headers=self._upstream_headers(provider, account),
+                body=request.body,
+                proxy=self._proxy_of(provider, account),
+                connect_timeout=provider.http.connect_timeout_s,
+                write_timeout=provider.http.write_timeout_s,
+            ),
+            ArmTimer(key=f"fb:{attempt_id}", at=now.mono + provider.http.read_timeout_s),
+        ]
+
+    def _upstream_headers(
+        self, provider: ProviderConfig, account_name: str
+    ) -> tuple[tuple[str, str | Secret], ...]:
+        """The client's headers minus credentials and hop-by-hop ones, then the provider's
+        static headers, then the account's credentials (reference-features.md section 9)."""
+        listed = {
+            token.strip().lower()
+            for name, value in self._event.headers
+            if name.lower() == "connection"
+            for token in value.split(",")
+        }
+        static = {header.name.lower() for header in provider.headers}
+        auth = provider.auth
+        out: list[tuple[str, str | Secret]] = [
+            (name, value)
+            for name, value in self._event.headers
+            if (lower := name.lower()) not in _NOT_FORWARDED
+            and lower not in listed
+            and lower not in static
+            and lower != auth.header.lower()
+        ]
+        out.append(("accept-encoding", "identity"))
+        out.extend((header.name, header.value) for header in provider.headers)
+        account = next(a for a in provider.accounts if a.name == account_name)
+        if auth.mode is not AuthMode.NONE and account.api_key is not None:
+            if auth.mode is AuthMode.BEARER:
+                out.append((auth.header, Secret(f"{auth.scheme} {account.api_key.reveal()}")))
+            else:
+                out.append((auth.header, account.api_key))
+        return tuple(out)
+
+    def _proxy_of(self, provider: ProviderConfig, account_name: str) -> ProxyUrl | None:
+        return next(a.proxy for a in provider.accounts if a.name == account_name)
+
+    # -- upstream events -----------------------------------------------------------------
+
+    def _own(self, attempt_id: str) -> _Attempt | None:
+        attempt = self._attempt
+        return attempt if attempt is not None and attempt.attempt_id == attempt_id else None
+
+    def _on_head(self, event: object) -> list[Effect]:
+        assert isinstance(event, UpstreamResponseStarted)
+        attempt = self._own(event.attempt_id)
+        if attempt is None:
+            return []  # a late answer of an attempt already given up: ignore it
+        attempt.status, attempt.headers = event.status, event.headers
+        attempt.last_activity = event.now.mono
+        effects: list[Effect] = [CancelTimer(key=f"fb:{attempt.attempt_id}")]
+        if 200 <= event.status < 300:
+            idle = attempt.provider.http.read_timeout_s
+            effects.append(ArmTimer(key=f"idle:{attempt.attempt_id}", at=event.now.mono + idle))
+        return effects
+
+    def _on_body(self, event: object) -> list[Effect]:
+        assert isinstance(event, UpstreamBodyReceived)
+        attempt = self._own(event.attempt_id)
+        if attempt is None or attempt.status is None:
+            return []
+        attempt.last_activity = event.now.mono
+        attempt.body_bytes += len(event.data)
+        if not 200 <= attempt.status < 300:
+            room = MAX_ERROR_BODY - len(attempt.body)
+            if room > 0:
+                attempt.body += event.data[:room]
+            return []
+        if attempt.observer is None:  # a plain JSON response: relay as it comes
+            if len(attempt.body) < MAX_PLAIN_BODY:
+                attempt.body += event.data
+            return self._relay(attempt, event.data, event.now)
+        observation = attempt.observer.feed(event.data)
+        if observation.error is not None and not self._committed:
+            # An error event before anything reached the client: still a failover.
+            outcome = UpstreamOutcome(
+                phase=AttemptPhase.RESPONSE_HEAD,
+                protocol=self.protocol,
+                now_wall=event.now.wall,
+                status=attempt.status,
+                headers=attempt.headers,
+                body=event.data,
+                provider=attempt.provider.id,
+            )
+            return self._attempt_failed(attempt, classify_outcome(outcome), event.now)
+        if observation.first_content and self._ttft is None:
+            self._ttft = event.now.mono - self._started.mono
+        return self._relay(attempt, observation.forward, event.now)
+
+    def _relay(self, attempt: _Attempt, data: bytes, now: Now) -> list[Effect]:
+        effects: list[Effect] = []
+        if not data:
+            return effects
+        if not self._committed:
+            self._committed = True
+            self._goto(State.STREAMING)
+            if self._ttft is None and attempt.observer is None:
+                self._ttft = now.mono - self._started.mono
+            assert attempt.status is not None
+            effects.append(
+                RespondHead(
+                    request_id=self.request_id,
+                    status=attempt.status,
+                    headers=self._client_headers(attempt.headers),
+                )
+            )
+        effects.append(RespondBody(request_id=self.request_id, data=data))
+        return effects
+
+    def _client_headers(
+        self, upstream: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, str], ...]:
+        redact = {h.lower() for h in self.services.config.security.redact_headers}
+        kept = [
+            (name, value)
+            for name, value in upstream
+            if (lower := name.lower()) not in _HOP_BY_HOP and lower not in redact
+        ]
+        kept.append(("x-eggpool-request-id", self.request_id))
+        kept.append(("x-eggpool-attempts", str(len(self._attempts))))
+        return tuple(kept)
+
+    def _on_end(self, event: object) -> list[Effect]:
+        assert isinstance(event, UpstreamBodyEnded)
+        attempt = self._own(event.attempt_id)
+        if attempt is None or attempt.status is None:
+            return []
+        attempt.open = False
+        now = event.now
+        effects: list[Effect] = [CancelTimer(key=f"idle:{attempt.attempt_id}")]
+        if not 200 <= attempt.status < 300:
+            outcome = UpstreamOutcome(
+                phase=AttemptPhase.RESPONSE_HEAD,
+                protocol=self.protocol,
+                now_wall=now.wall,
+                status=attempt.status,
+                headers=attempt.headers,
+                body=bytes(attempt.body[:BODY_SNIPPET_CAP]),
+                provider=attempt.provider.id,
+            )
+            return effects + self._attempt_failed(attempt, classify_outcome(outcome), now)
+        if attempt.observer is None:
+            body = bytes(attempt.body)
+            self._result = (
+                observe_openai_body(body)
+                if self.protocol is Protocol.OPENAI
+                else observe_anthropic_body(body)
+            )
+            if not self._committed:  # an empty 200: its head still goes to the client
+                self._committed = True
+                effects.append(
+                    RespondHead(
+                        request_id=self.request_id,
+                        status=attempt.status,
+                        headers=self._client_headers(attempt.headers),
+                    )
+                )
+            return effects + self._succeed(attempt, now)
+        observation = attempt.observer.feed_eof()
+        effects += self._relay(attempt, observation.forward, now)
+        self._result = attempt.observer.result()
+        if self._result.terminal_seen and self._result.error is None:
+            return effects + self._succeed(attempt, now)
+        failure = TransportFailure.CLOSED
+        return effects + self._transport_failure(attempt, failure, now, cut=True)
+
+    def _on_failed(self, event: object) -> list[Effect]:
+        assert isinstance(event, UpstreamFailed)
+        attempt = self._own(event.attempt_id)
+        if attempt is None:
+            return []
+        attempt.open = False
+        return self._transport_failure(attempt, event.failure, event.now)
+
+    def _transport_failure(
+        self, attempt: _Attempt, failure: TransportFailure, now: Now, *, cut: bool = False
+    ) -> list[Effect]:
+        if self._committed:
+            phase = AttemptPhase.MID_STREAM
+        elif attempt.status is None:
+            phase = AttemptPhase.CONNECT
+        else:
+            phase = AttemptPhase.RESPONSE_HEAD
+        outcome = UpstreamOutcome(
+            phase=phase,
+            protocol=self.protocol,
+            now_wall=now.wall,
+            status=attempt.status,
+            failure=failure,
+            provider=attempt.provider.id,
+        )
+        effects: list[Effect] = []
+        if attempt.open:
+            attempt.open = False
+            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+        return effects + self._attempt_failed(attempt, classify_outcome(outcome), now)
+
+    # -- timers and the client -----------------------------------------------------------
+
+    def _on_timer(self, event: object) -> list[Effect]:
+        assert isinstance(event, TimerFired)
+        kind, _, target = event.key.partition(":")
+        now = event.now
+        if kind == "total":
+            return self._deadline(now)
+        attempt = self._own(target)
+        if attempt is None or not attempt.open:
+            return []
+        if kind == "fb":
+            return self._transport_failure(attempt, TransportFailure.FIRST_BYTE_TIMEOUT, now)
+        idle = attempt.provider.http.read_timeout_s
+        if now.mono - attempt.last_activity < idle:  # activity since: check again later
+            return [ArmTimer(key=event.key, at=attempt.last_activity + idle)]
+        return self._transport_failure(attempt, TransportFailure.IDLE_TIMEOUT, now)
+
+    def _deadline(self, now: Now) -> list[Effect]:
+        attempt = self._attempt
+        effects: list[Effect] = []
+        if attempt is not None and attempt.open:
+            attempt.open = False
+            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+        failure = LocalFailure.upstream_timeout(TOTAL_DEADLINE)
+        if self._committed and attempt is not None:
+            if attempt.observer is not None:
+                self._result = attempt.observer.result()
+            effects += self._end_stream_with(failure)
+            return effects + self._finalize(now, "timeout", 504, billed=attempt)
+        if attempt is not None:
+            self._release(attempt)
+        return effects + self._respond_local(failure, now, "timeout")
+
+    def interrupt(self, now: Now) -> list[Effect]:
+        """Shutdown's grace is over: end the request now, once, as interrupted."""
+        if self.done:
+            return []
+        effects: list[Effect] = []
+        attempt = self._attempt
+        if attempt is not None and attempt.open:
+            attempt.open = False
+            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+            if attempt.observer is not None:
+                self._result = attempt.observer.result()
+        if self._committed and attempt is not None:
+            effects += self._end_stream_with(LocalFailure.shutting_down())
+            return effects + self._finalize(now, "interrupted", 503, billed=attempt)
+        if attempt is not None:
+            self._release(attempt)
+        return effects + self._respond_local(LocalFailure.shutting_down(), now, "interrupted")
+
+    def _on_client_gone(self, event: object) -> list[Effect]:
+        assert isinstance(event, ClientGone)
+        effects: list[Effect] = []
+        attempt = self._attempt
+        if attempt is not None and attempt.open:
+            attempt.open = False
+            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+            if attempt.observer is not None:
+                self._result = attempt.observer.result()
+        return effects + self._finalize(event.now, "cancelled", 499, billed=attempt)
+
+    # -- attempt outcomes ----------------------------------------------------------------
+
+    def _attempt_failed(
+        self, attempt: _Attempt, decision: RetryDecision, now: Now
+    ) -> list[Effect]:
+        services = self.services
+        effects: list[Effect] = [
+            CancelTimer(key=f"fb:{attempt.attempt_id}"),
+            CancelTimer(key=f"idle:{attempt.attempt_id}"),
+        ]
+        if attempt.open:
+            attempt.open = False
+            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+        changes = services.health.record_failure(
+            attempt.account, self.request.model, decision, now.wall, attempt.attempt_id
+        )
+        effects += [_backoff_record(change) for change in changes]
+        effects.append(self._attempt_record(attempt, now, decision))
+        self._last_failure = (attempt, decision)
+        if self._committed:  # bytes reached the client: end the stream with an error
+            self._result = attempt.observer.result() if attempt.observer is not None else None
+            effects += self._end_stream_with(LocalFailure.upstream_interrupted())
+            return effects + self._finalize(now, "upstream_error", 502, billed=attempt)
+        self._release(attempt)
+        retries = self.services.config.routing.max_retries_before_stream
+        if decision.failover and len(self._attempts) <= retries:
+            return effects + self._route(now)
+        return effects + self._pass_through_last(now)
+
+    def _succeed(self, attempt: _Attempt, now: Now) -> list[Effect]:
+        services = self.services
+        changes = services.health.record_success(attempt.account, self.request.model, now.wall)
+        effects: list[Effect] = [_backoff_record(change) for change in changes]
+        effects.append(self._attempt_record(attempt, now, None))
+        services.router.confirm(self.session, attempt.account, now.wall)
+        effects.append(RespondEnd(request_id=self.request_id))
+        assert attempt.status is not None
+        return effects + self._finalize(now, "completed", attempt.status, billed=attempt)
+
+    def _pass_through_last(self, now: Now) -> list[Effect]:
+        """No (more) failover: the client gets the last upstream answer, or a local 502."""
+        assert self._last_failure is not None
+        attempt, decision = self._last_failure
+        status = attempt.status
+        if status is None or 200 <= status < 300:
+            failure = (
+                LocalFailure.upstream_timeout()
+                if decision.category is FailureCategory.TIMEOUT
+                else LocalFailure.upstream_exhausted(
+                    self.request.requested_model, len(self._attempts), status
+                )
+            )
+            return self._respond_local(failure, now, "upstream_error")
+        outcome = (
+            "client_error" if 400 <= status < 500 and not decision.failover else "upstream_error"
+        )
+        self._committed = True
+        effects: list[Effect] = [
+            RespondHead(
+                request_id=self.request_id,
+                status=status,
+                headers=self._client_headers(attempt.headers),
+            ),
+            RespondBody(request_id=self.request_id, data=bytes(attempt.body)),
+            RespondEnd(request_id=self.request_id),
+        ]
+        return effects + self._finalize(now, outcome, status)
+
+    def _respond_local(self, failure: LocalFailure, now: Now, outcome: str) -> list[Effect]:
+        response = render_error(self.protocol, failure)
+        headers = (*response.headers, ("x-eggpool-request-id", self.request_id))
+        self._committed = True
+        effects: list[Effect] = [
+            RespondHead(request_id=self.request_id, status=response.status, headers=headers),
+            RespondBody(request_id=self.request_id, data=response.body),
+            RespondEnd(request_id=self.request_id),
+        ]
+        return effects + self._finalize(now, outcome, response.status)
+
+    def _end_stream_with(self, failure: LocalFailure) -> list[Effect]:
+        return [
+            RespondBody(
+                request_id=self.request_id, data=render_stream_error(self.protocol, failure)
+            ),
+            RespondEnd(request_id=self.request_id),
+        ]
+
+    def _release(self, attempt: _Attempt) -> None:
+        services = self.services
+        if services.ledger.release(attempt.attempt_id):
+            services.inflight[attempt.account] -= 1
+        if attempt.probe:
+            services.health.end_probe(attempt.account, attempt.attempt_id)
+
+    def _attempt_record(
+        self, attempt: _Attempt, now: Now, decision: RetryDecision | None
+    ) -> Persist:
+        return Persist(
+            record=AttemptEnded(
+                request_id=self.request_id,
+                attempt_id=attempt.attempt_id,
+                account=attempt.account,
+                provider=attempt.provider.id,
+                at=now.wall,
+                status=attempt.status,
+                category=None if decision is None else decision.category.value,
+                failover=decision is not None and decision.failover,
+                latency=now.mono - attempt.dispatched,
+            )
+        )
+
+    # -- the one finalization ------------------------------------------------------------
+
+    def _finalize(
+        self, now: Now, outcome: str, status: int, *, billed: _Attempt | None = None
+    ) -> list[Effect]:
+        if self.done or self.state is State.FINALIZING:
+            return []
+        self._goto(State.FINALIZING)
+        services = self.services
+        effects: list[Effect] = [CancelTimer(key=f"total:{self.request_id}")]
+        usage = self._result.usage if self._result is not None else None
+        cost_micro, exactness = 0, "unknown"
+        account = provider = None
+        if billed is not None:
+            account, provider = billed.account, billed.provider.id
+            prices = prices_for(
+                services.config,
+                provider,
+                self.request.model,
+                services.catalog.metadata(self.request.model, provider),
+            )
+            # No usage: bill the estimate once the provider had started answering.
+            estimate = billed.reserved if billed.body_bytes or billed.status else None
+            cost = compute_cost(usage, prices, estimate=estimate)
+            cost_micro, exactness = cost.microdollars, cost.exactness.value
+            if services.ledger.settle(billed.attempt_id, cost_micro, now.wall):
+                services.inflight[billed.account] -= 1
+            if billed.probe:
+                services.health.end_probe(billed.account, billed.attempt_id)
+        for attempt in self._attempts:  # anything still held (never more than the last)
+            self._release(attempt)
+        self._goto(State.DONE)
+        record = RequestFinalized(
+            request_id=self.request_id,
+            at=now.wall,
+            outcome=outcome,
+            status=status,
+            model=self.request.requested_model,
+            account=account,
+            provider=provider,
+            attempts=len(self._attempts),
+            usage=usage,
+            cost_microdollars=cost_micro,
+            exactness=exactness,
+            latency=now.mono - self._started.mono,
+            ttft=self._ttft,
+            streamed=self.request.stream,
+        )
+        effects.append(Persist(record=record))
+        effects.append(
+            Publish(
+                topic="request",
+                payload={
+                    "request_id": self.request_id,
+                    "outcome": outcome,
+                    "status": status,
+                    "account": account,
+                    "cost_microdollars": cost_micro,
+                },
+            )
+        )
+        return effects
+
+    def _impossible(self, event: object) -> list[Effect]:
+        """An event this state cannot take: a bug. End the request once, loudly."""
+        if self.done:
+            return []  # late events for a finished request (a race in the shell): harmless
+        now = getattr(event, "now", self._started)
+        previous = self.state
+        effects: list[Effect] = []
+        attempt = self._attempt
+        if attempt is not None and attempt.open:
+            attempt.open = False
+            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+        if not self._committed:
+            effects += self._respond_local(LocalFailure.internal_error(), now, "internal_error")
+        else:
+            effects += self._end_stream_with(LocalFailure.internal_error())
+            effects += self._finalize(now, "internal_error", 500)
+        self.state = State.FAILED
+        return [
+            *effects,
+            *_log_impossible(previous, event),
+        ]
+
+
+def _log_impossible(state: State, event: object) -> list[Effect]:
+    return [
+        Log(
+            level="ERROR",
+            message="request machine received an event its state does not accept",
+            fields=(("state", state.value), ("event", type(event).__name__)),
+        )
+    ]
+
+
+def _backoff_record(change: BackoffChange) -> Persist:
+    return Persist(
+        record=BackoffChanged(
+            provider=change.provider,
+            account=change.account,
+            model=change.model,
+            reason=change.reason,
+            until=change.until,
+            probe_at=change.probe_at,
+        )
+    )
+
+
+_ATTEMPT_EVENTS = (
+    UpstreamResponseStarted,
+    UpstreamBodyReceived,
+    UpstreamBodyEnded,
+    UpstreamFailed,
+)
+_HANDLERS: dict[type, Handler] = {
+    UpstreamResponseStarted: RequestMachine._on_head,
+    UpstreamBodyReceived: RequestMachine._on_body,
+    UpstreamBodyEnded: RequestMachine._on_end,
+    UpstreamFailed: RequestMachine._on_failed,
+    TimerFired: RequestMachine._on_timer,
+    ClientGone: RequestMachine._on_client_gone,
+}
+
+ALLOWED: dict[State, frozenset[State]] = {
+    State.RECEIVED: frozenset({State.ROUTED, State.FINALIZING, State.FAILED}),
+    State.ROUTED: frozenset({State.CONNECTING, State.FAILED}),
+    State.CONNECTING: frozenset({State.STREAMING, State.RECEIVED, State.FINALIZING, State.FAILED}),
+    State.STREAMING: frozenset({State.FINALIZING, State.FAILED}),
+    State.FINALIZING: frozenset({State.DONE, State.FAILED}),
+    State.DONE: frozenset(),
+    State.FAILED: frozenset(),
+}
+"""Every state change the machine may make (`_goto` enforces it; the diagram shows it)."""
+
+TRANSITIONS: dict[tuple[State, type], Handler] = {
+    **{(State.CONNECTING, kind): handler for kind, handler in _HANDLERS.items()},
+    **{(State.STREAMING, kind): handler for kind, handler in _HANDLERS.items()},
+}
+"""(state, event type) -> handler. RECEIVED, ROUTED and FINALIZING are passed through within
+one call (routing, dispatch, finalization); DONE and FAILED take nothing more."""
+
+_EDGE_LABELS: dict[tuple[State, State], str] = {
+    (State.RECEIVED, State.ROUTED): "an account is eligible",
+    (State.RECEIVED, State.FINALIZING): "unknown model, no account, over limits",
+    (State.ROUTED, State.CONNECTING): "OpenUpstream",
+    (State.CONNECTING, State.STREAMING): "first bytes go to the client",
+    (State.CONNECTING, State.RECEIVED): "failure before the first byte: fail over",
+    (State.CONNECTING, State.FINALIZING): "error passed through, cancel, deadline",
+    (State.STREAMING, State.FINALIZING): "end, failure, cancel, deadline",
+    (State.FINALIZING, State.DONE): "RequestFinalized",
+}
+
+
+def state_diagram() -> str:
+    """The request machine as a Mermaid state diagram, generated from `ALLOWED` and
+    `TRANSITIONS` (docs/lifecycle.md embeds it; a test keeps the two in step)."""
+    lines = ["stateDiagram-v2", "    [*] --> received"]
+    for source, targets in ALLOWED.items():
+        for target in sorted(targets):
+            if target is State.FAILED:
+                continue
+            label = _EDGE_LABELS.get((source, target), "")
+            lines.append(f"    {source} --> {target}" + (f": {label}" if label else ""))
+    lines.append("    done --> [*]")
+    lines.append("    note right of failed: any live state, on an event it does not accept")
+    events: dict[State, list[str]] = {}
+    for state, kind in TRANSITIONS:
+        events.setdefault(state, []).append(kind.__name__)
+    for state, names in events.items():
+        lines.append(f"    note left of {state}: takes {', '.join(sorted(names))}")
+    return "\n".join(lines) + "\n"
