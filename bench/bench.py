@@ -24,8 +24,18 @@ sys.path.insert(0, str(ROOT))
 
 from eggpool.core.catalog import Catalog, ModelListFailure, parse_model_list  # noqa: E402
 from eggpool.core.config import Protocol, parse_config  # noqa: E402
+from eggpool.core.events import (  # noqa: E402
+    ClientRequestReceived,
+    Event,
+    Now,
+    StateLoaded,
+    UpstreamBodyEnded,
+    UpstreamBodyReceived,
+    UpstreamResponseStarted,
+)
 from eggpool.core.health import Health  # noqa: E402
 from eggpool.core.ledger import Ledger, account_limits  # noqa: E402
+from eggpool.core.pool import Pool  # noqa: E402
 from eggpool.core.routing import Router  # noqa: E402
 from eggpool.core.sse import SSEDecoder  # noqa: E402
 from eggpool.core.usage import AnthropicStreamObserver, OpenAIStreamObserver  # noqa: E402
@@ -221,6 +231,99 @@ def bench_routing() -> dict[str, object]:
     }
 
 
+def _pool_setup() -> tuple[Pool, Callable[[float], Now]]:
+    providers = {
+        f"p{p}": {
+            "base_url": f"https://p{p}.example.com/v1",
+            "models_endpoint": {"method": "DISABLED"},
+            "static_models": [{"id": "gpt-4.1-mini"}],
+            "accounts": [
+                {"name": f"p{p}-a{a}", "api_key": "sk-bench-0123456789"} for a in range(5)
+            ],
+        }
+        for p in range(2)
+    }
+    config = parse_config(
+        {"server": {"api_key": "bench-server-key-0123"}, "providers": providers}, {}
+    )
+
+    def clock(mono: float) -> Now:
+        return Now(mono, 1_800_000_000.0 + mono)
+
+    pool = Pool(config, now=clock(0.0))
+    pool.handle(StateLoaded(now=clock(0.0)))
+    return pool, clock
+
+
+def bench_pool(chunks: int) -> dict[str, object]:
+    """The Pool's own cost for whole requests, no I/O: events in, effects out."""
+    pool, clock = _pool_setup()
+    body = json.dumps(
+        {
+            "model": "gpt-4.1-mini",
+            "stream": chunks > 0,
+            "messages": [{"role": "user", "content": "Say hello in five words." * 20}],
+        }
+    ).encode()
+    headers = (
+        ("authorization", "Bearer bench-server-key-0123"),
+        ("content-type", "application/json"),
+    )
+    plain = json.dumps(
+        {
+            "id": "chatcmpl-b",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 6},
+        }
+    ).encode()
+    stream = openai_stream(chunks)
+    pieces = [stream[i : i + 256] for i in range(0, len(stream), 256)] if chunks else [plain]
+    rounds = 2000 if chunks == 0 else 500
+    counter = [0]
+
+    def requests() -> list[list[Event]]:
+        """Every event of `rounds` requests, built before the clock starts: making events
+        is the shell's work, handling them the Pool's."""
+        batch = []
+        for _ in range(rounds):
+            counter[0] += 1
+            i = counter[0]
+            now = clock(float(i))
+            attempt = f"b{i}#1"
+            batch.append(
+                [
+                    ClientRequestReceived(
+                        now=now, request_id=f"b{i}", entropy=i, method="POST",
+                        path="/v1/chat/completions", headers=headers, body=body,
+                    ),
+                    UpstreamResponseStarted(now=now, attempt_id=attempt, status=200, headers=()),
+                    *(UpstreamBodyReceived(now=now, attempt_id=attempt, data=p) for p in pieces),
+                    UpstreamBodyEnded(now=now, attempt_id=attempt),
+                ]
+            )  # fmt: skip
+        return batch
+
+    handle = pool.handle
+    batches = [requests() for _ in range(9)]
+
+    def work() -> None:
+        for events in batches.pop():
+            for event in events:
+                handle(event)
+
+    runs = timed(work, 8)
+    return {
+        "unit": "µs/request",
+        "best": min(runs) / rounds * 1e6,
+        "median": statistics.median(runs) / rounds * 1e6,
+        "detail": (
+            "non-streaming: receive, route, dispatch, relay, finalize (target < 100 µs)"
+            if chunks == 0
+            else f"a {chunks}-chunk stream, relayed in 256-byte pieces"
+        ),
+    }
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     "sse_decode": lambda: bench_sse_decode(raw=False),
     "sse_decode_raw": lambda: bench_sse_decode(raw=True),
@@ -233,6 +336,8 @@ BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     ),
     "config_parse": bench_config_parse,
     "routing_decision": bench_routing,
+    "pool_request": lambda: bench_pool(0),
+    "pool_stream_20": lambda: bench_pool(20),
 }
 
 

@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
-__all__ = ["Member", "array_items", "object_members", "skip_value", "splice"]
+__all__ = ["Member", "object_members", "skip_value", "splice"]
 
 _WS = re.compile(rb"[ \t\n\r]*+")
 _STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
@@ -95,21 +95,6 @@ def object_members(data: bytes, start: int = 0) -> tuple[list[Member], int, int]
         if separator != b",":
             raise ValueError(f"expected ',' or '}}' at offset {pos}")
         pos = _skip_ws(data, pos + 1)
-
-
-def array_items(data: bytes, start: int, count: int) -> list[tuple[int, int]]:
-    """Byte spans of the first `count` items of the array at `start` (fewer if it is shorter)."""
-    if data[start : start + 1] != b"[":
-        raise ValueError(f"no JSON array at offset {start}")
-    spans: list[tuple[int, int]] = []
-    pos = _skip_ws(data, start + 1)
-    while len(spans) < count and data[pos : pos + 1] != b"]":
-        end = skip_value(data, pos)
-        spans.append((pos, end))
-        pos = _skip_ws(data, end)
-        if data[pos : pos + 1] == b",":
-            pos = _skip_ws(data, pos + 1)
-    return spans
 
 
 def skip_value(data: bytes, pos: int) -> int:

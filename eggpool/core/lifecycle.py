@@ -22,9 +22,10 @@ Rules, in the order they matter:
   `overloaded_error`) still fails over. After the first byte, an upstream
   failure ends the stream with the protocol's in-stream error, never a
   clean close.
-- **Deadlines are timers**: first byte (the provider's `read_timeout_s`
-  from dispatch to the response head), idle (the same, between chunks,
-  checked lazily so a chunk costs no timer effect) and total (per request).
+- **Deadlines are timers**: one per attempt (`up:<attempt>`) watches the
+  first byte (the provider's `read_timeout_s` from dispatch to the response
+  head), then silence between chunks (the same, checked lazily so a chunk
+  costs no timer effect); one per request watches the total.
   A deadline aborts the attempt and counts as a timeout; before the first
   byte it may fail over.
 - **Client gone** aborts the upstream at once and finalizes as cancelled,
@@ -49,7 +50,7 @@ from collections.abc import Callable
 import attrs
 
 from eggpool.core.catalog import Catalog
-from eggpool.core.config import AuthMode, Config, Protocol, ProviderConfig, ProxyUrl
+from eggpool.core.config import AccountConfig, AuthMode, Config, Protocol, ProviderConfig
 from eggpool.core.effects import (
     AbortUpstream,
     ArmTimer,
@@ -80,7 +81,7 @@ from eggpool.core.events import (
 )
 from eggpool.core.health import BackoffChange, Health, VerdictKind
 from eggpool.core.ledger import Ledger
-from eggpool.core.pricing import compute_cost, prices_for, reservation_estimate
+from eggpool.core.pricing import Prices, compute_cost, prices_for, reservation_estimate
 from eggpool.core.requests import ParsedRequest, check_limits
 from eggpool.core.retry import (
     BODY_SNIPPET_CAP,
@@ -104,6 +105,7 @@ from eggpool.core.usage import (
 __all__ = [
     "ALLOWED",
     "TRANSITIONS",
+    "Identity",
     "RequestMachine",
     "Services",
     "State",
@@ -156,6 +158,31 @@ def attempt_request_id(attempt_id: str) -> str:
     return attempt_id.rpartition("#")[0]
 
 
+@attrs.frozen(kw_only=True, slots=True)
+class Identity:
+    """An account's upstream credentials: the provider's static headers, then the auth header;
+    `replaces` are the header names (lower-case) a client's own copies of must not pass."""
+
+    account: AccountConfig
+    provider: ProviderConfig
+    headers: tuple[tuple[str, str | Secret], ...]
+    replaces: frozenset[str]
+
+
+def _identity(config: Config, name: str) -> Identity:
+    account = next(a for a in config.accounts if a.name == name)
+    provider = config.providers[account.provider_id]
+    auth = provider.auth
+    headers: list[tuple[str, str | Secret]] = [(h.name, h.value) for h in provider.headers]
+    if auth.mode is not AuthMode.NONE and account.api_key is not None:
+        if auth.mode is AuthMode.BEARER:
+            headers.append((auth.header, Secret(f"{auth.scheme} {account.api_key.reveal()}")))
+        else:
+            headers.append((auth.header, account.api_key))
+    replaces = frozenset({h.name.lower() for h in provider.headers} | {auth.header.lower()})
+    return Identity(account=account, provider=provider, headers=tuple(headers), replaces=replaces)
+
+
 @attrs.define(slots=True)
 class Services:
     """What every machine consults; owned by the Pool and handed in, never reached for."""
@@ -166,6 +193,32 @@ class Services:
     ledger: Ledger
     router: Router
     inflight: Counter[str] = attrs.Factory(Counter)
+    _prices: dict[tuple[str | None, str], tuple[object, Prices]] = attrs.Factory(dict)
+    _identities: dict[str, Identity] = attrs.Factory(dict)
+    response_dropped: frozenset[str] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Upstream response headers never relayed: hop-by-hop ones and `[security]`'s list.
+        redact = {name.lower() for name in self.config.security.redact_headers}
+        self.response_dropped = _HOP_BY_HOP | redact
+
+    def identity(self, account: str) -> Identity:
+        """How `account` presents itself upstream (cached: the config does not change)."""
+        found = self._identities.get(account)
+        if found is None:
+            found = self._identities[account] = _identity(self.config, account)
+        return found
+
+    def prices(self, provider: str | None, model: str) -> Prices:
+        """`prices_for`, cached per (provider, model) until the catalog's metadata for it
+        changes (a refresh replaces the metadata object, which the cache compares)."""
+        metadata = self.catalog.metadata(model, provider) if provider else None
+        cached = self._prices.get((provider, model))
+        if cached is not None and cached[0] is metadata:
+            return cached[1]
+        prices = prices_for(self.config, provider or "", model, metadata)
+        self._prices[(provider, model)] = (metadata, prices)
+        return prices
 
 
 @attrs.define(slots=True)
@@ -288,14 +341,8 @@ class RequestMachine:
     def _estimate_for(self, provider: str | None) -> int:
         services, request = self.services, self.request
         config = services.config
-        prices = prices_for(
-            config,
-            provider or "",
-            request.model,
-            services.catalog.metadata(request.model, provider) if provider else None,
-        )
         return reservation_estimate(
-            prices,
+            services.prices(provider, request.model),
             request.input_tokens_estimate,
             request.max_output_tokens,
             unknown_microdollars=config.routing.unknown_request_reservation_microdollars,
@@ -333,7 +380,8 @@ class RequestMachine:
 
     def _dispatch(self, account: str, provider_id: str, probe: bool, now: Now) -> list[Effect]:
         services, request = self.services, self.request
-        provider = services.config.providers[provider_id]
+        identity = services.identity(account)
+        provider = identity.provider
         attempt_id = f"{self.request_id}#{len(self._attempts) + 1}"
         reserved = self._estimate_for(provider_id)
         services.ledger.reserve(attempt_id, account, reserved, now.wall)
@@ -371,48 +419,32 @@ class RequestMachine:
                 account=account,
                 url=provider.base_url + path,
                 method="POST",
-                headers=self._upstream_headers(provider, account),
+                headers=self._upstream_headers(identity),
                 body=request.body,
-                proxy=self._proxy_of(provider, account),
+                proxy=identity.account.proxy,
                 connect_timeout=provider.http.connect_timeout_s,
                 write_timeout=provider.http.write_timeout_s,
             ),
-            ArmTimer(key=f"fb:{attempt_id}", at=now.mono + provider.http.read_timeout_s),
+            ArmTimer(key=f"up:{attempt_id}", at=now.mono + provider.http.read_timeout_s),
         ]
 
-    def _upstream_headers(
-        self, provider: ProviderConfig, account_name: str
-    ) -> tuple[tuple[str, str | Secret], ...]:
-        """The client's headers minus credentials and hop-by-hop ones, then the provider's
-        static headers, then the account's credentials (reference-features.md section 9)."""
+    def _upstream_headers(self, identity: Identity) -> tuple[tuple[str, str | Secret], ...]:
+        """The client's headers minus credentials and hop-by-hop ones, then the account's
+        identity: provider static headers and credentials (reference-features.md section 9)."""
+        headers = self._event.headers
         listed = {
             token.strip().lower()
-            for name, value in self._event.headers
+            for name, value in headers
             if name.lower() == "connection"
             for token in value.split(",")
         }
-        static = {header.name.lower() for header in provider.headers}
-        auth = provider.auth
+        dropped = _NOT_FORWARDED | identity.replaces | listed
         out: list[tuple[str, str | Secret]] = [
-            (name, value)
-            for name, value in self._event.headers
-            if (lower := name.lower()) not in _NOT_FORWARDED
-            and lower not in listed
-            and lower not in static
-            and lower != auth.header.lower()
+            (name, value) for name, value in headers if name.lower() not in dropped
         ]
         out.append(("accept-encoding", "identity"))
-        out.extend((header.name, header.value) for header in provider.headers)
-        account = next(a for a in provider.accounts if a.name == account_name)
-        if auth.mode is not AuthMode.NONE and account.api_key is not None:
-            if auth.mode is AuthMode.BEARER:
-                out.append((auth.header, Secret(f"{auth.scheme} {account.api_key.reveal()}")))
-            else:
-                out.append((auth.header, account.api_key))
+        out.extend(identity.headers)
         return tuple(out)
-
-    def _proxy_of(self, provider: ProviderConfig, account_name: str) -> ProxyUrl | None:
-        return next(a.proxy for a in provider.accounts if a.name == account_name)
 
     # -- upstream events -----------------------------------------------------------------
 
@@ -427,11 +459,10 @@ class RequestMachine:
             return []  # a late answer of an attempt already given up: ignore it
         attempt.status, attempt.headers = event.status, event.headers
         attempt.last_activity = event.now.mono
-        effects: list[Effect] = [CancelTimer(key=f"fb:{attempt.attempt_id}")]
-        if 200 <= event.status < 300:
-            idle = attempt.provider.http.read_timeout_s
-            effects.append(ArmTimer(key=f"idle:{attempt.attempt_id}", at=event.now.mono + idle))
-        return effects
+        # The attempt's one timer now watches for silence between chunks (a lazy check:
+        # chunks arm nothing; when it fires with activity since, it re-arms for the rest).
+        idle = attempt.provider.http.read_timeout_s
+        return [ArmTimer(key=f"up:{attempt.attempt_id}", at=event.now.mono + idle)]
 
     def _on_body(self, event: object) -> list[Effect]:
         assert isinstance(event, UpstreamBodyReceived)
@@ -489,12 +520,8 @@ class RequestMachine:
     def _client_headers(
         self, upstream: tuple[tuple[str, str], ...]
     ) -> tuple[tuple[str, str], ...]:
-        redact = {h.lower() for h in self.services.config.security.redact_headers}
-        kept = [
-            (name, value)
-            for name, value in upstream
-            if (lower := name.lower()) not in _HOP_BY_HOP and lower not in redact
-        ]
+        dropped = self.services.response_dropped
+        kept = [(name, value) for name, value in upstream if name.lower() not in dropped]
         kept.append(("x-eggpool-request-id", self.request_id))
         kept.append(("x-eggpool-attempts", str(len(self._attempts))))
         return tuple(kept)
@@ -506,7 +533,7 @@ class RequestMachine:
             return []
         attempt.open = False
         now = event.now
-        effects: list[Effect] = [CancelTimer(key=f"idle:{attempt.attempt_id}")]
+        effects: list[Effect] = [CancelTimer(key=f"up:{attempt.attempt_id}")]
         if not 200 <= attempt.status < 300:
             outcome = UpstreamOutcome(
                 phase=AttemptPhase.RESPONSE_HEAD,
@@ -585,7 +612,7 @@ class RequestMachine:
         attempt = self._own(target)
         if attempt is None or not attempt.open:
             return []
-        if kind == "fb":
+        if attempt.status is None:  # no response head yet
             return self._transport_failure(attempt, TransportFailure.FIRST_BYTE_TIMEOUT, now)
         idle = attempt.provider.http.read_timeout_s
         if now.mono - attempt.last_activity < idle:  # activity since: check again later
@@ -644,8 +671,7 @@ class RequestMachine:
     ) -> list[Effect]:
         services = self.services
         effects: list[Effect] = [
-            CancelTimer(key=f"fb:{attempt.attempt_id}"),
-            CancelTimer(key=f"idle:{attempt.attempt_id}"),
+            CancelTimer(key=f"up:{attempt.attempt_id}"),
         ]
         if attempt.open:
             attempt.open = False
@@ -763,12 +789,7 @@ class RequestMachine:
         account = provider = None
         if billed is not None:
             account, provider = billed.account, billed.provider.id
-            prices = prices_for(
-                services.config,
-                provider,
-                self.request.model,
-                services.catalog.metadata(self.request.model, provider),
-            )
+            prices = services.prices(provider, self.request.model)
             # No usage: bill the estimate once the provider had started answering.
             estimate = billed.reserved if billed.body_bytes or billed.status else None
             cost = compute_cost(usage, prices, estimate=estimate)

@@ -44,7 +44,7 @@ from eggpool.core.catalog import (
     next_page_cursor,
     parse_model_list,
 )
-from eggpool.core.config import AuthMode, Config, ModelsMethod, Protocol
+from eggpool.core.config import Config, ModelsMethod, Protocol
 from eggpool.core.effects import (
     ArmTimer,
     CatalogChanged,
@@ -79,7 +79,7 @@ from eggpool.core.health import BackoffChange, Health
 from eggpool.core.ledger import Ledger, account_limits
 from eggpool.core.lifecycle import RequestMachine, Services, attempt_request_id
 from eggpool.core.requests import parse_request
-from eggpool.core.routing import Router, session_key
+from eggpool.core.routing import Router, affinity_key, session_header, session_ranks
 from eggpool.core.secret import Secret
 
 __all__ = ["Pool"]
@@ -106,6 +106,7 @@ class Pool:
         self._pages: dict[str, list[ModelListPage]] = {}
         self._loaded = False
         self._shutting_down = False
+        self._session_ranks = session_ranks(config.routing.session_headers)
 
     # -- the one entry point -------------------------------------------------------------
 
@@ -203,17 +204,20 @@ class Pool:
             return _local(event.request_id, protocol, LocalFailure.shutting_down())
         if not self._loaded:
             return _local(event.request_id, protocol, LocalFailure.catalog_not_ready())
-        parsed = parse_request(protocol, event.body, split=self.services.catalog.split_model_id)
+        affinity = self.config.routing.session_affinity
+        header = session_header(event.headers, self._session_ranks) if affinity else None
+        parsed = parse_request(
+            protocol,
+            event.body,
+            split=self.services.catalog.split_model_id,
+            fingerprint=affinity and header is None,
+        )
         if isinstance(parsed, LocalFailure):
             return _local(event.request_id, protocol, parsed)
-        routing = self.config.routing
         session = None
-        if routing.session_affinity:
-            session = session_key(
-                event.headers,
-                routing.session_headers,
-                model=parsed.model,
-                fingerprint=parsed.fingerprint,
+        if affinity:
+            session = affinity_key(
+                model=parsed.model, header=header, fingerprint=parsed.fingerprint
             )
         machine = RequestMachine(self.services, event, protocol, parsed, session)
         effects = machine.start()
@@ -261,7 +265,7 @@ class Pool:
 
     def _timer(self, event: TimerFired) -> list[Effect]:
         kind, _, target = event.key.partition(":")
-        if kind in ("fb", "idle"):
+        if kind == "up":
             return self._to_machine(attempt_request_id(target), event)
         if kind == "total":
             return self._to_machine(target, event)
@@ -285,21 +289,14 @@ class Pool:
         return effects
 
     def _fetch(self, account_name: str, after_id: str | None) -> FetchModelList:
-        config = self.config
-        account = next(a for a in config.accounts if a.name == account_name)
-        provider = config.providers[account.provider_id]
+        identity = self.services.identity(account_name)
+        provider = identity.provider
         endpoint = provider.models_endpoint
         query = dict(endpoint.query)
         if after_id is not None:
             query["after_id"] = after_id
         url = provider.base_url + endpoint.path + (f"?{urlencode(query)}" if query else "")
-        headers: list[tuple[str, str | Secret]] = [(h.name, h.value) for h in provider.headers]
-        auth = provider.auth
-        if auth.mode is not AuthMode.NONE and account.api_key is not None:
-            if auth.mode is AuthMode.BEARER:
-                headers.append((auth.header, Secret(f"{auth.scheme} {account.api_key.reveal()}")))
-            else:
-                headers.append((auth.header, account.api_key))
+        headers = list(identity.headers)
         body = None
         if endpoint.method is ModelsMethod.POST:
             body = json.dumps(dict(endpoint.body or {})).encode()
@@ -310,7 +307,7 @@ class Pool:
             method=endpoint.method.value,
             headers=tuple(headers),
             body=body,
-            proxy=account.proxy,
+            proxy=identity.account.proxy,
             timeout=provider.http.read_timeout_s,
         )
 

@@ -71,7 +71,7 @@ from typing import Any
 import attrs
 
 from eggpool.core._catalog_rules import EffectiveLimits
-from eggpool.core._json_spans import Member, array_items, object_members, splice
+from eggpool.core._json_spans import Member, object_members, splice
 from eggpool.core.config import Protocol
 from eggpool.core.errors import FailureKind, LocalFailure, _shown
 
@@ -137,11 +137,13 @@ def parse_request(
     *,
     split: Callable[[str], tuple[str, str | None]],
     limits: EffectiveLimits | None = None,
+    fingerprint: bool = True,
 ) -> ParsedRequest | LocalFailure:
     """Validate a client body and prepare the upstream body; see the module docstring.
 
     `split` applies the model/provider suffix rule (`split_model`, as the
-    catalog sees it: `Catalog.split_model_id`).
+    catalog sees it: `Catalog.split_model_id`). `fingerprint=False` skips the
+    conversation fingerprint (the caller knows the session from a header).
     """
     document = _load(body)
     if isinstance(document, LocalFailure):
@@ -205,7 +207,7 @@ def parse_request(
         usage_injected=injected,
         input_tokens_estimate=estimate_input_tokens(body),
         body=splice(body, edits) if edits else body,
-        fingerprint=conversation_fingerprint(protocol, body, document, members),
+        fingerprint=(conversation_fingerprint(protocol, document) if fingerprint else None),
     )
     if limits is not None:
         failure = check_limits(parsed, limits)
@@ -360,27 +362,20 @@ def _usage_edits(
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 
 
-def conversation_fingerprint(
-    protocol: Protocol, body: bytes, document: dict[str, Any], members: list[Member]
-) -> str | None:
-    """A stable id of a conversation: its system prompt and first message, as sent.
+def conversation_fingerprint(protocol: Protocol, document: dict[str, Any]) -> str | None:
+    """A stable id of a conversation: its system prompt and first message.
 
     Session affinity falls back to it when the client sends no session
     header. Every turn of a conversation repeats the same opening, so all
-    turns share it; the raw bytes are checksummed (CRC-32 and Adler-32, C
-    speed, no re-serialization), which is plenty for spreading sessions over
-    accounts. None when there is no first message.
+    turns share it. It checksums (CRC-32 and Adler-32) the `repr` of the
+    decoded opening: deterministic for the same JSON values, and cheaper
+    than scanning the raw bytes again. None when there is no first message.
     """
     messages = document.get("messages")
     if not isinstance(messages, list) or not messages:
         return None
-    spans = {m.key: m for m in members}
-    parts: list[tuple[int, int]] = []
     if protocol is Protocol.ANTHROPIC:
-        count = 1
-        system = spans.get("system")
-        if system is not None:
-            parts.append((system.value_start, system.value_end))
+        opening: object = (document.get("system"), messages[0])
     else:  # OpenAI: the leading system / developer messages and the first other one
         count = 1
         for message in messages:
@@ -388,13 +383,9 @@ def conversation_fingerprint(
             if not (isinstance(role, str) and role in _SYSTEM_ROLES):
                 break
             count += 1
-    parts += array_items(body, spans["messages"].value_start, count)
-    crc, adler = 0, 1
-    for start, end in parts:
-        chunk = body[start:end]
-        crc = zlib.crc32(chunk, crc)
-        adler = zlib.adler32(chunk, adler)
-    return f"{crc:08x}{adler:08x}"
+        opening = messages[:count]
+    data = repr(opening).encode("utf-8", "surrogatepass")
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
 # -- estimate and guard ----------------------------------------------------------------

@@ -68,7 +68,10 @@ __all__ = [
     "ExclusionReason",
     "Router",
     "RoutingDecision",
+    "affinity_key",
+    "session_header",
     "session_key",
+    "session_ranks",
 ]
 
 AFFINITY_SLACK = 0.25
@@ -391,6 +394,36 @@ class Router:
         return binding.account if binding is not None else None
 
 
+def session_ranks(names: Sequence[str]) -> dict[str, int]:
+    """`routing.session_headers` as a lookup table: lower-case name -> preference."""
+    return {name.lower(): rank for rank, name in enumerate(names)}
+
+
+def session_header(headers: Iterable[tuple[str, str]], ranks: Mapping[str, int]) -> str | None:
+    """The client session a request names: the most preferred header of `ranks`
+    (`session_ranks`) that it carries with a usable value."""
+    found: tuple[int, str] | None = None
+    for name, raw in headers:
+        rank = ranks.get(name.lower())
+        if rank is None or (found is not None and rank >= found[0]):
+            continue
+        value = raw.strip()
+        if value and len(value) <= MAX_SESSION_ID:
+            found = (rank, value)
+    return found[1] if found is not None else None
+
+
+def affinity_key(*, model: str, header: str | None, fingerprint: str | None) -> str | None:
+    """The affinity key: the client session, else the conversation fingerprint, per model
+    (a session that uses two models may be served by two accounts, and prompt caches are
+    per model anyway)."""
+    if header is not None:
+        return f"{model}\x00h\x00{header}"
+    if fingerprint is not None:
+        return f"{model}\x00f\x00{fingerprint}"
+    return None
+
+
 def session_key(
     headers: Iterable[tuple[str, str]],
     names: Sequence[str],
@@ -398,26 +431,9 @@ def session_key(
     model: str,
     fingerprint: str | None,
 ) -> str | None:
-    """The affinity key of a request: its client session (first of `names` present, compared
-    case-insensitively) or else its conversation fingerprint, per model (a session that uses
-    two models may be served by two accounts, and prompt caches are per model anyway)."""
-    wanted = {name.lower(): rank for rank, name in enumerate(names)}
-    found: tuple[int, str] | None = None
-    for name, raw in headers:
-        rank = wanted.get(name.lower())
-        value = raw.strip()
-        if (
-            rank is not None
-            and value
-            and len(value) <= MAX_SESSION_ID
-            and (found is None or rank < found[0])
-        ):
-            found = (rank, value)
-    if found is not None:
-        return f"{model}\x00h\x00{found[1]}"
-    if fingerprint is not None:
-        return f"{model}\x00f\x00{fingerprint}"
-    return None
+    """`affinity_key` of a request, from its headers and `routing.session_headers`."""
+    header = session_header(headers, session_ranks(names))
+    return affinity_key(model=model, header=header, fingerprint=fingerprint)
 
 
 def _mix(value: int) -> int:

@@ -324,7 +324,7 @@ def test_first_byte_timeout_aborts_and_fails_over() -> None:
     d = Driver()
     request_id, effects = d.request(chat())
     (first,) = opened(effects)
-    (timer,) = [e for e in effects if isinstance(e, ArmTimer) and e.key.startswith("fb:")]
+    (timer,) = [e for e in effects if isinstance(e, ArmTimer) and e.key.startswith("up:")]
     d.mono = timer.at
     effects = d.send(TimerFired(now=d.now(), key=timer.key))
     assert AbortUpstream(attempt_id=first.attempt_id) in effects
