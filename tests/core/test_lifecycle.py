@@ -72,8 +72,11 @@ class Driver:
 
     def __init__(self, cfg: Config | None = None, *, loaded: bool = True) -> None:
         self.mono = 100.0
-        self.pool = Pool(cfg or config(), now=self.now())
+        self.config = cfg or config()
+        self.start = self.now()
+        self.pool = Pool(self.config, now=self.start)
         self.effects: list[Effect] = []
+        self.log: list[tuple[Event, list[Effect]]] = []
         if loaded:
             self.send(StateLoaded(now=self.now()))
         self.counter = 0
@@ -87,6 +90,7 @@ class Driver:
     def send(self, event: Event) -> list[Effect]:
         out = self.pool.handle(event)
         self.effects += out
+        self.log.append((event, out))
         return out
 
     def request(
@@ -535,6 +539,28 @@ def test_shutdown_refuses_new_requests_and_interrupts_streams_after_the_grace() 
     assert d.client(request_id)[2] is True
     assert [f.outcome for f in d.finals() if f.request_id == request_id] == ["interrupted"]
     assert d.pool.in_flight == 0
+
+
+# --- determinism --------------------------------------------------------------------------
+
+
+def test_replaying_the_event_log_gives_identical_effects() -> None:
+    d = Driver(config("a", "b", "c"))
+    _, effects = d.request(chat(stream=True))
+    (first,) = opened(effects)
+    (second,) = opened(d.answer(first.attempt_id, 429, RATE_LIMITED, ("retry-after", "30")))
+    d.head(second.attempt_id, 200)
+    d.body(second.attempt_id, CONTENT)
+    other, effects = d.request(chat())
+    (third,) = opened(effects)
+    d.tick(2)
+    d.body(second.attempt_id, USAGE_ONLY + DONE)
+    d.end(second.attempt_id)
+    d.send(ClientGone(now=d.now(), request_id=other))
+    replay = Pool(d.config, now=d.start)
+    for event, effects in d.log:
+        assert replay.handle(event) == effects, type(event).__name__
+    assert third.account not in (None, "")
 
 
 # --- the state table ----------------------------------------------------------------------
