@@ -476,10 +476,17 @@ class RequestMachine:
             if room > 0:
                 attempt.body += event.data[:room]
             return []
-        if attempt.observer is None:  # a plain JSON response: relay as it comes
-            if len(attempt.body) < MAX_PLAIN_BODY:
-                attempt.body += event.data
-            return self._relay(attempt, event.data, event.now)
+        if attempt.observer is None:
+            # A plain JSON answer is held until it is whole (its client waits for all of it
+            # anyway), so that a truncated or error-carrying 200 can still fail over. One
+            # larger than MAX_PLAIN_BODY is relayed as it comes from then on.
+            if self._committed:
+                return self._relay(attempt, event.data, event.now)
+            attempt.body += event.data
+            if len(attempt.body) <= MAX_PLAIN_BODY:
+                return []
+            held, attempt.body = bytes(attempt.body), bytearray()
+            return self._relay(attempt, held, event.now)
         observation = attempt.observer.feed(event.data)
         if observation.error is not None and not self._committed:
             # An error event before anything reached the client: still a failover.
@@ -546,21 +553,38 @@ class RequestMachine:
             )
             return effects + self._attempt_failed(attempt, classify_outcome(outcome), now)
         if attempt.observer is None:
+            if self._committed:  # a very large answer, relayed as it came
+                return effects + self._succeed(attempt, now)
             body = bytes(attempt.body)
             self._result = (
                 observe_openai_body(body)
                 if self.protocol is Protocol.OPENAI
                 else observe_anthropic_body(body)
             )
-            if not self._committed:  # an empty 200: its head still goes to the client
-                self._committed = True
-                effects.append(
-                    RespondHead(
-                        request_id=self.request_id,
-                        status=attempt.status,
-                        headers=self._client_headers(attempt.headers),
-                    )
+            if not self._result.terminal_seen:  # cut short, not JSON, or an error object
+                outcome = UpstreamOutcome(
+                    phase=AttemptPhase.RESPONSE_HEAD,
+                    protocol=self.protocol,
+                    now_wall=now.wall,
+                    status=attempt.status,
+                    headers=attempt.headers,
+                    body=body[:BODY_SNIPPET_CAP],
+                    provider=attempt.provider.id,
                 )
+                self._result = None
+                return effects + self._attempt_failed(attempt, classify_outcome(outcome), now)
+            self._committed = True
+            self._goto(State.STREAMING)
+            self._ttft = now.mono - self._started.mono
+            effects.append(
+                RespondHead(
+                    request_id=self.request_id,
+                    status=attempt.status,
+                    headers=self._client_headers(attempt.headers),
+                )
+            )
+            if body:
+                effects.append(RespondBody(request_id=self.request_id, data=body))
             return effects + self._succeed(attempt, now)
         observation = attempt.observer.feed_eof()
         effects += self._relay(attempt, observation.forward, now)

@@ -575,3 +575,14 @@ def test_the_lifecycle_doc_embeds_the_current_diagram() -> None:
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "lifecycle.md").read_text("utf-8")
     assert state_diagram() in doc, "run `make docs` to regenerate docs/lifecycle.md"
+
+
+def test_a_truncated_json_answer_fails_over_instead_of_reaching_the_client() -> None:
+    d = Driver()
+    request_id, effects = d.request(chat())
+    (first,) = opened(effects)
+    effects = d.answer(first.attempt_id, 200, PLAIN[: len(PLAIN) // 2])
+    (second,) = opened(effects)
+    assert d.client(request_id)[0] is None
+    d.answer(second.attempt_id, 200, PLAIN)
+    assert d.client(request_id) == (200, PLAIN, True)

@@ -1,0 +1,447 @@
+"""What providers put on the wire: response heads, bodies and SSE streams, as `Step`s.
+
+Theory of operation. This is the fake provider's recorded knowledge of real
+providers, kept apart from the scripting API (`fake_provider.py`). `Answer`
+turns one `Reply` and one `OpenUpstream` into `Step`s: a delay (seconds after
+the previous step; the first counts from the dispatch) and an upstream
+event stamped `UNSTAMPED`, which the deliverer re-stamps with `Step.stamp`.
+
+Shapes follow what providers really send (see tests/core/test_usage.py and
+tests/core/test_retry.py): OpenAI streams open with a role chunk, carry one
+content delta per chunk, a finish chunk, the usage-only chunk (when
+`stream_options.include_usage` asks for it) and `data: [DONE]`; Anthropic
+streams go `message_start`, `content_block_start`, `ping`, deltas,
+`content_block_stop`, `message_delta` (final usage), `message_stop`. Each SSE
+event is one `UpstreamBodyReceived`, unless `Reply.piece` splits the bytes
+further. Error bodies are recorded shapes per status and protocol
+(`error_body`); a 502 is the HTML page of a proxy in front of the API.
+Header names are lower case, as h11 reports them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import TYPE_CHECKING
+
+import attrs
+
+from eggpool.core.config import Protocol
+from eggpool.core.effects import OpenUpstream
+from eggpool.core.events import (
+    ModelListFailed,
+    ModelListReceived,
+    Now,
+    UpstreamBodyEnded,
+    UpstreamBodyReceived,
+    UpstreamFailed,
+    UpstreamResponseStarted,
+)
+from eggpool.core.retry import TransportFailure
+from eggpool.core.sse import encode_event
+
+if TYPE_CHECKING:
+    from tests.helpers.fake_provider import Reply
+
+__all__ = [
+    "CREATED",
+    "UNSTAMPED",
+    "Answer",
+    "Headers",
+    "ProviderEvent",
+    "ReplyKind",
+    "RequestShape",
+    "Step",
+    "UpstreamEvent",
+    "error_body",
+    "model_list_body",
+    "wants_usage",
+]
+
+UNSTAMPED = Now(mono=0.0, wall=0.0)
+"""The `now` of events in a `Step` before delivery stamps the real one."""
+
+Headers = tuple[tuple[str, str], ...]
+UpstreamEvent = UpstreamResponseStarted | UpstreamBodyReceived | UpstreamBodyEnded | UpstreamFailed
+ProviderEvent = UpstreamEvent | ModelListReceived | ModelListFailed
+
+CREATED = 1_767_225_600  # the `created` stamp in bodies: fixed, the fake has no clock
+_WORDS = ("Hello", " from", " a", " fake", " provider", ".")
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Step:
+    """One thing the provider does: `delay` seconds after the previous step, `event` happens."""
+
+    delay: float
+    event: ProviderEvent
+
+    def stamp(self, now: Now) -> ProviderEvent:
+        """The event as delivered at `now`."""
+        return attrs.evolve(self.event, now=now)
+
+
+class ReplyKind(enum.Enum):
+    OK = "ok"  # a complete answer (stream or JSON)
+    STATUS = "status"  # a non-2xx head and its error body
+    CUT = "cut"  # 200, `after` chunks, then a clean EOF without the terminal event
+    FAIL_MID = "fail_mid"  # 200, `after` chunks, then `UpstreamFailed(failure)`
+    STALL = "stall"  # 200, `after` chunks, then nothing ever again
+    MALFORMED = "malformed"  # 200, a bad event after `after` chunks, then (maybe) the rest
+    STREAM_ERROR = "stream_error"  # 200, `after` chunks, then an in-stream error event, EOF
+    FAIL = "fail"  # `UpstreamFailed(failure)` before any head
+    HANG = "hang"  # connected, request sent, no answer ever
+
+
+# --- error bodies -------------------------------------------------------------------------
+
+
+def _json(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _openai_error(message: str, type_: str, code: str | int | None) -> dict[str, object]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def _anthropic_error(type_: str, message: str) -> dict[str, object]:
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+_BAD_GATEWAY_HTML = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+def error_body(protocol: Protocol, code: int, model: str = "") -> tuple[bytes, str]:
+    """A provider's error body for `code` and its content type (recorded shapes)."""
+    if code == 502:
+        return _BAD_GATEWAY_HTML, "text/html"  # a proxy in front of the API answered
+    if protocol is Protocol.ANTHROPIC:
+        anthropic = {
+            400: ("invalid_request_error", "messages.0.content: Field required"),
+            401: ("authentication_error", "invalid x-api-key"),
+            402: ("billing_error", "Your account has a billing issue."),
+            403: ("permission_error", "Your API key does not have permission to use the "
+                  "specified resource."),
+            404: ("not_found_error", f"model: {model}"),
+            413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+            429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute "
+                  "rate limit"),
+            529: ("overloaded_error", "Overloaded"),
+        }  # fmt: skip
+        type_, message = anthropic.get(code, ("api_error", "Internal server error"))
+        return _json(_anthropic_error(type_, message)), "application/json"
+    openai: dict[int, tuple[str, str, str | None]] = {
+        400: ("Invalid value for 'temperature': expected a number.",
+              "invalid_request_error", None),
+        401: ("Incorrect API key provided: sk-abc***xyz.", "invalid_request_error",
+              "invalid_api_key"),
+        402: ("Insufficient Balance", "insufficient_quota", "insufficient_quota"),
+        403: ("Country, region, or territory not supported", "request_forbidden",
+              "unsupported_country_region_territory"),
+        404: (f"The model `{model}` does not exist or you do not have access to it.",
+              "invalid_request_error", "model_not_found"),
+        429: (f"Rate limit reached for {model} on requests per min (RPM).", "requests",
+              "rate_limit_exceeded"),
+        503: ("The engine is currently overloaded, please try again later.",
+              "server_error", None),
+    }  # fmt: skip
+    message, type_, error_code = openai.get(
+        code,
+        ("The server had an error while processing your request. Sorry about that!",
+         "server_error", None),
+    )  # fmt: skip
+    return _json(_openai_error(message, type_, error_code)), "application/json"
+
+
+@attrs.frozen(slots=True)
+class RequestShape:
+    model: str
+    stream: bool
+    include_usage: bool
+
+    @classmethod
+    def parse(cls, body: bytes) -> RequestShape | None:
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        options = obj.get("stream_options")
+        include = isinstance(options, dict) and options.get("include_usage") is True
+        model = obj.get("model")
+        return cls(str(model) if model is not None else "", obj.get("stream") is True, include)
+
+
+def wants_usage(reply: Reply, request: RequestShape) -> bool:
+    return request.include_usage if reply.include_usage is None else reply.include_usage
+
+
+# A usage chunk cut inside its JSON: observers decode usage-bearing events even after
+# content started (plain content deltas take a fast path and are never decoded).
+_BAD_EVENT = b'data: {"choices":[],"usage":{"prompt_tokens":\n\n'
+
+
+class Answer:
+    """Builds the steps of one reply to one effect."""
+
+    def __init__(self, reply: Reply, effect: OpenUpstream, protocol: Protocol) -> None:
+        self.reply = reply
+        self.effect = effect
+        self.protocol = protocol
+        self.attempt = effect.attempt_id
+        self.out: list[Step] = []
+        self._pending_delay = 0.0
+
+    # -- step helpers ----------------------------------------------------------------
+
+    def _at(self, delay: float, event: UpstreamEvent) -> None:
+        self.out.append(Step(delay=self._pending_delay + delay, event=event))
+        self._pending_delay = 0.0
+
+    def _head(self, status: int, headers: Headers) -> None:
+        latency = self.reply.latency
+        delay = self.effect.connect_timeout if latency is None else latency
+        self._at(delay, UpstreamResponseStarted(now=UNSTAMPED, attempt_id=self.attempt,
+                                                status=status, headers=headers))  # fmt: skip
+
+    def _body(self, data: bytes) -> None:
+        size = self.reply.piece
+        pieces = [data[i : i + size] for i in range(0, len(data), size)] if size > 0 else [data]
+        for index, piece in enumerate(pieces):
+            delay = self.reply.interval if index == 0 else 0.0
+            self._at(delay, UpstreamBodyReceived(now=UNSTAMPED, attempt_id=self.attempt,
+                                                 data=piece))  # fmt: skip
+
+    def _end(self) -> None:
+        self._at(0.0, UpstreamBodyEnded(now=UNSTAMPED, attempt_id=self.attempt))
+
+    def _fail(self, failure: TransportFailure, delay: float, detail: str) -> None:
+        self._at(delay, UpstreamFailed(now=UNSTAMPED, attempt_id=self.attempt, failure=failure,
+                                       detail=detail))  # fmt: skip
+
+    def _id_header(self) -> tuple[str, str]:
+        name = "request-id" if self.protocol is Protocol.ANTHROPIC else "x-request-id"
+        return name, f"req_{self.attempt}"
+
+    # -- the reply kinds -------------------------------------------------------------
+
+    def steps(self) -> list[Step]:
+        reply = self.reply
+        request = RequestShape.parse(self.effect.body)
+        if request is None:
+            self._error(400, "", scripted=False)
+            return self.out
+        kind = reply.kind
+        if kind is ReplyKind.FAIL:
+            latency = self.effect.connect_timeout if reply.latency is None else reply.latency
+            self._fail(reply.failure, latency, f"fake: {reply.failure.value}")
+        elif kind is ReplyKind.HANG:
+            pass
+        elif kind is ReplyKind.STATUS:
+            self._error(reply.code, request.model)
+        elif request.stream:
+            self._stream(request)
+        else:
+            self._whole(request)
+        return self.out
+
+    def _error(self, code: int, model: str, *, scripted: bool = True) -> None:
+        reply = self.reply
+        if scripted and reply.body is not None:
+            body, content_type = reply.body, "application/json"
+        else:
+            body, content_type = error_body(self.protocol, code, model)
+        headers: list[tuple[str, str]] = [
+            ("content-type", content_type),
+            ("content-length", str(len(body))),
+            self._id_header(),
+        ]
+        if scripted and reply.retry_after is not None:
+            headers.append(("retry-after", reply.retry_after))
+        self._head(code, (*headers, *(reply.headers if scripted else ())))
+        self._body(body)
+        self._end()
+
+    def _whole(self, request: RequestShape) -> None:
+        reply, kind = self.reply, self.reply.kind
+        if kind is ReplyKind.STREAM_ERROR:
+            body = self._error_object()
+        elif kind is ReplyKind.MALFORMED:
+            body = reply.body if reply.body is not None else b'{"id":"x","choices":['
+        else:
+            body = self._whole_body(request)
+        # A clean cut is a whole HTTP message (its length says so); a broken connection
+        # promised the whole body and delivered half.
+        length = len(body)
+        if kind in (ReplyKind.CUT, ReplyKind.FAIL_MID, ReplyKind.STALL):
+            body = body[: len(body) // 2]
+            length = len(body) if kind is ReplyKind.CUT else length
+        headers = (
+            ("content-type", "application/json"),
+            ("content-length", str(length)),
+            self._id_header(),
+        )
+        self._head(200, (*headers, *reply.headers))
+        self._body(body)
+        self._finish(kind)
+
+    def _stream(self, request: RequestShape) -> None:
+        reply, kind = self.reply, self.reply.kind
+        headers = (
+            ("content-type", "text/event-stream; charset=utf-8"),
+            ("cache-control", "no-cache"),
+            self._id_header(),
+        )
+        self._head(200, (*headers, *reply.headers))
+        opening, content, closing = self._frames(request)
+        sent = content if kind is ReplyKind.OK else content[: reply.after]
+        for frame in (*opening, *sent):
+            self._body(frame)
+        if kind is ReplyKind.OK:
+            for frame in closing:
+                self._body(frame)
+        elif kind is ReplyKind.MALFORMED:
+            self._body(reply.body if reply.body is not None else _BAD_EVENT)
+            if reply.complete:
+                for frame in (*content[reply.after :], *closing):
+                    self._body(frame)
+        elif kind is ReplyKind.STREAM_ERROR:
+            event = "error" if self.protocol is Protocol.ANTHROPIC else None
+            self._body(encode_event(self._error_object().decode(), event=event))
+        self._finish(kind)
+
+    def _finish(self, kind: ReplyKind) -> None:
+        if kind is ReplyKind.FAIL_MID:
+            self._fail(self.reply.failure, self.reply.interval, "fake: connection reset by peer")
+        elif kind is not ReplyKind.STALL:
+            self._end()
+
+    def _error_object(self) -> bytes:
+        type_ = self.reply.error_type
+        if self.protocol is Protocol.ANTHROPIC:
+            type_ = type_ or "overloaded_error"
+            message = "Overloaded" if type_ == "overloaded_error" else "Internal server error"
+            return _json(_anthropic_error(type_, message))
+        return _json(_openai_error("The server had an error while processing your request.",
+                                   type_ or "server_error", None))  # fmt: skip
+
+    # -- shapes --------------------------------------------------------------------------
+
+    def _texts(self) -> list[str]:
+        return [_WORDS[i % len(_WORDS)] for i in range(self.reply.chunks)]
+
+    def _usage_numbers(self) -> tuple[int, int, int]:
+        usage = self.reply.usage(self.effect.body)
+        return usage.input_tokens, usage.cache_read_tokens, usage.output_tokens
+
+    def _openai_usage(self) -> dict[str, object]:
+        uncached, cached, output = self._usage_numbers()
+        return {
+            "prompt_tokens": uncached + cached,
+            "completion_tokens": output,
+            "total_tokens": uncached + cached + output,
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+
+    def _anthropic_usage(self, output: int | None = None) -> dict[str, object]:
+        uncached, cached, total_output = self._usage_numbers()
+        return {
+            "input_tokens": uncached,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": cached,
+            "output_tokens": total_output if output is None else output,
+        }
+
+    def _whole_body(self, request: RequestShape) -> bytes:
+        text = "".join(self._texts())
+        if self.protocol is Protocol.ANTHROPIC:
+            return _json({
+                "id": f"msg_{self.attempt}", "type": "message", "role": "assistant",
+                "model": request.model, "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": self._anthropic_usage(),
+            })  # fmt: skip
+        return _json({
+            "id": f"chatcmpl-{self.attempt}", "object": "chat.completion", "created": CREATED,
+            "model": request.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
+                                                 "refusal": None},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": self._openai_usage(), "system_fingerprint": None,
+        })  # fmt: skip
+
+    def _frames(self, request: RequestShape) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """(opening frames, one frame per content chunk, closing frames) of a full stream."""
+        if self.protocol is Protocol.ANTHROPIC:
+            return self._anthropic_frames(request)
+        with_usage = wants_usage(self.reply, request)
+        usage_field: dict[str, object] = {"usage": None} if with_usage else {}
+
+        def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+            return encode_event(json.dumps({
+                "id": f"chatcmpl-{self.attempt}", "object": "chat.completion.chunk",
+                "created": CREATED, "model": request.model, "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                             "finish_reason": finish}],
+                **usage_field,
+            }, separators=(",", ":")))  # fmt: skip
+
+        opening = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        content = [chunk({"content": text}) for text in self._texts()]
+        closing = [chunk({}, "stop")]
+        if with_usage:
+            closing.append(encode_event(json.dumps({
+                "id": f"chatcmpl-{self.attempt}", "object": "chat.completion.chunk",
+                "created": CREATED, "model": request.model, "system_fingerprint": None,
+                "choices": [], "usage": self._openai_usage(),
+            }, separators=(",", ":"))))  # fmt: skip
+        closing.append(encode_event("[DONE]"))
+        return opening, content, closing
+
+    def _anthropic_frames(
+        self, request: RequestShape
+    ) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        def event(kind: str, **fields: object) -> bytes:
+            return encode_event(json.dumps({"type": kind, **fields}, separators=(",", ":")),
+                                event=kind)  # fmt: skip
+
+        message: dict[str, object] = {
+            "id": f"msg_{self.attempt}", "type": "message", "role": "assistant",
+            "model": request.model, "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": self._anthropic_usage(output=1),
+        }  # fmt: skip
+        opening = [
+            event("message_start", message=message),
+            event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+            event("ping"),
+        ]
+        content = [
+            event("content_block_delta", index=0, delta={"type": "text_delta", "text": text})
+            for text in self._texts()
+        ]
+        _, _, output = self._usage_numbers()
+        closing = [
+            event("content_block_stop", index=0),
+            event("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None},
+                  usage={"output_tokens": output}),
+            event("message_stop"),
+        ]  # fmt: skip
+        return opening, content, closing
+
+
+# --- model lists --------------------------------------------------------------------------
+
+
+def model_list_body(models: tuple[str, ...]) -> bytes:
+    """An OpenAI `GET /models` page listing `models`."""
+    rows = [
+        {"id": model, "object": "model", "created": CREATED, "owned_by": "fake"}
+        for model in models
+    ]
+    return _json({"object": "list", "data": rows})
