@@ -1,0 +1,433 @@
+"""The drive loop both shells share: events in, `pool.handle`, effects out. No policy here.
+
+Theory of operation. One `Driver` per Pool. Everything that happens (a client
+request, an upstream chunk, a timer, a store failure) becomes one event,
+stamped with the clock read once (`Now(mono=anyio.current_time(),
+wall=time.time())`: the loop's clock for deadlines, the wall clock for what
+is stored), and goes through `Driver.feed`, which calls `pool.handle` and
+runs the returned effects in order, synchronously: nothing awaits between
+`handle` returning and its effects being scheduled (STYLE rule 11), so no
+other event can slip in between a decision and its execution, and the Pool
+is never re-entered from inside `handle`.
+
+Effects that take time are started, not awaited: `OpenUpstream` and
+`FetchModelList` start a task in the driver's task group (each attempt in
+its own cancel scope, so `AbortUpstream` closes its connection at once);
+client writes go into the request's memory object stream, which the shell's
+connection task (or Quart's response generator) drains; `Persist` enqueues
+into the store's writer thread; timers go into a heap served by one task.
+Every effect that can fail is answered by an event: upstream trouble by
+`UpstreamFailed`, a client that stopped reading by `ClientGone`, a store
+write failure by `PersistFailed`.
+
+Cancellation is explicit (STYLE rule 12). A client going away, a shutdown
+and a deadline are three different events (`ClientGone`,
+`ShutdownRequested`, `TimerFired`), never a bare cancellation. The only
+awaited finalization, flushing the store at shutdown, runs shielded with a
+timeout (`aclose`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol, assert_never
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from eggpool.core.effects import (
+    AbortUpstream,
+    ArmTimer,
+    CancelTimer,
+    Effect,
+    FetchModelList,
+    Log,
+    Metric,
+    OpenUpstream,
+    Persist,
+    Publish,
+    Record,
+    RespondBody,
+    RespondEnd,
+    RespondHead,
+)
+from eggpool.core.events import (
+    ClientGone,
+    Event,
+    ModelListFailed,
+    ModelListReceived,
+    Now,
+    PersistFailed,
+    TimerFired,
+    UpstreamBodyEnded,
+    UpstreamBodyReceived,
+    UpstreamFailed,
+    UpstreamResponseStarted,
+)
+from eggpool.core.retry import TransportFailure
+from eggpool.core.secret import Secret
+
+__all__ = [
+    "CLIENT_BUFFER",
+    "ClientMessage",
+    "Driver",
+    "PoolLike",
+    "StoreLike",
+    "UpstreamLike",
+    "UpstreamRequest",
+    "close_store",
+]
+
+CLIENT_BUFFER = 4096
+"""Response pieces queued for one client. A client that leaves this many unread has
+stalled: it is treated as gone (bounded memory on a small machine)."""
+MAX_MODEL_LIST = 32 * 1024 * 1024
+
+_logger = logging.getLogger("eggpool")
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
+
+
+class PoolLike(Protocol):
+    def handle(self, event: Event) -> list[Effect]: ...
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamRequest:
+    """One HTTP request for the upstream client (`_upstream.py`)."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str | Secret], ...]
+    body: bytes | None = None
+    proxy: object | None = None  # a `ProxyUrl`
+    connect_timeout: float = 5.0
+    write_timeout: float = 30.0
+    first_byte_timeout: float | None = None
+    idle_timeout: float | None = None
+
+
+class Receiver(Protocol):
+    def head(self, status: int, headers: tuple[tuple[str, str], ...]) -> None: ...
+    def chunk(self, data: bytes) -> None: ...
+    def end(self) -> None: ...
+    def failed(self, failure: TransportFailure, detail: str) -> None: ...
+
+
+class UpstreamLike(Protocol):
+    async def send(self, request: UpstreamRequest, receiver: Receiver) -> None: ...
+
+
+class StoreLike(Protocol):
+    def persist(self, record: Record) -> None: ...
+
+
+class ClosableStore(StoreLike, Protocol):
+    def close(self, timeout: float = 10.0) -> None: ...
+
+
+async def close_store(store: ClosableStore, timeout: float = 10.0) -> None:
+    """Flush and close the store at shutdown, shielded: a second Ctrl-C, or the shell's
+    own cancellation, must not cut the last records off (docs/architecture.md, section 3)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(timeout + 1.0):
+        await anyio.to_thread.run_sync(store.close, timeout)
+
+
+ClientMessage = RespondHead | RespondBody | RespondEnd
+"""What a shell's connection task receives for its request, in order."""
+
+
+class Driver:
+    """Feeds one Pool and runs its effects. Use inside `async with anyio.create_task_group()`."""
+
+    def __init__(
+        self,
+        pool: PoolLike,
+        *,
+        upstream: UpstreamLike,
+        store: StoreLike | None = None,
+        clock: Callable[[], Now] | None = None,
+        on_publish: Callable[[Publish], None] | None = None,
+        on_metric: Callable[[Metric], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.upstream = upstream
+        self.store = store
+        self._clock = clock or _system_clock
+        self._on_publish = on_publish
+        self._on_metric = on_metric
+        self._task_group: TaskGroup | None = None
+        self._clients: dict[str, MemoryObjectSendStream[ClientMessage]] = {}
+        self._attempts: dict[str, anyio.CancelScope] = {}
+        self._timers: dict[str, tuple[float, int]] = {}  # key -> (at, generation)
+        self._heap: list[tuple[float, int, str]] = []
+        self._generation = 0
+        self._wake = anyio.Event()
+        self._portal_token: anyio.lowlevel.EventLoopToken | None = None
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve timers and own the tasks of upstream attempts until cancelled."""
+        async with anyio.create_task_group() as group:
+            self._task_group = group
+            self._portal_token = anyio.lowlevel.current_token()
+            task_status.started()
+            await self._serve_timers()
+
+    def now(self) -> Now:
+        return self._clock()
+
+    # -- input -------------------------------------------------------------------------
+
+    def feed(self, event: Event) -> None:
+        """Hand one event to the Pool and run its effects, in order, without awaiting."""
+        for effect in self.pool.handle(event):
+            self._execute(effect)
+
+    def open_client(self, request_id: str) -> anyio.abc.ObjectReceiveStream[ClientMessage]:
+        """A stream of what the Pool will say to this request's client. Call before feeding
+        the request's `ClientRequestReceived`."""
+        send, receive = anyio.create_memory_object_stream[ClientMessage](CLIENT_BUFFER)
+        self._clients[request_id] = send
+        return receive
+
+    def client_gone(self, request_id: str) -> None:
+        """The shell saw the client disconnect (or a write to it fail)."""
+        stream = self._clients.pop(request_id, None)
+        if stream is not None:
+            stream.close()
+            self.feed(ClientGone(now=self.now(), request_id=request_id))
+
+    def persist_failed(self, what: str, error: str) -> None:
+        """The store's `report` callback: thread-safe (the writer thread calls it)."""
+        token = self._portal_token
+        if token is None or self._closed:
+            _logger.error("a %s record could not be stored: %s", what, error)
+            return
+        try:
+            anyio.from_thread.run_sync(
+                lambda: self.feed(PersistFailed(now=self.now(), what=what, error=error)),
+                token=token,
+            )
+        except RuntimeError:  # the loop is gone (shutting down): nothing left to tell
+            _logger.error("a %s record could not be stored: %s", what, error)
+
+    # -- effects -----------------------------------------------------------------------
+
+    def _execute(self, effect: Effect) -> None:
+        match effect:
+            case OpenUpstream():
+                self._start_attempt(effect)
+            case AbortUpstream():
+                scope = self._attempts.pop(effect.attempt_id, None)
+                if scope is not None:
+                    scope.cancel()
+            case RespondHead() | RespondBody() | RespondEnd():
+                self._respond(effect)
+            case ArmTimer():
+                self._arm(effect.key, effect.at)
+            case CancelTimer():
+                self._timers.pop(effect.key, None)
+            case FetchModelList():
+                self._spawn(self._fetch_models, effect)
+            case Persist():
+                if self.store is not None:
+                    self.store.persist(effect.record)
+            case Log():
+                fields = " ".join(f"{k}={v}" for k, v in effect.fields)
+                _logger.log(
+                    _LEVELS.get(effect.level, logging.ERROR), "%s %s", effect.message, fields
+                )
+            case Metric():
+                if self._on_metric is not None:
+                    self._on_metric(effect)
+            case Publish():
+                if self._on_publish is not None:
+                    self._on_publish(effect)
+            case _:
+                assert_never(effect)
+
+    def _respond(self, effect: ClientMessage) -> None:
+        stream = self._clients.get(effect.request_id)
+        if stream is None:
+            return  # the client left; its ClientGone is already with the Pool
+        try:
+            stream.send_nowait(effect)
+        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # Stalled (CLIENT_BUFFER full) or closed: the client is gone either way.
+            self._clients.pop(effect.request_id, None)
+            stream.close()
+            self.feed(ClientGone(now=self.now(), request_id=effect.request_id))
+            return
+        if isinstance(effect, RespondEnd):
+            self._clients.pop(effect.request_id, None)
+            stream.close()
+
+    def _spawn(self, func: Callable[..., object], *args: object) -> None:
+        group = self._task_group
+        if group is None:
+            raise RuntimeError("Driver.run() is not running")
+        group.start_soon(func, *args)  # type: ignore[arg-type]
+
+    # -- upstream attempts -------------------------------------------------------------
+
+    def _start_attempt(self, effect: OpenUpstream) -> None:
+        if self._task_group is None:
+            raise RuntimeError("Driver.run() is not running")
+        scope = anyio.CancelScope()
+        self._attempts[effect.attempt_id] = scope
+        self._spawn(self._attempt, effect, scope)
+
+    async def _attempt(self, effect: OpenUpstream, scope: anyio.CancelScope) -> None:
+        request = UpstreamRequest(
+            method=effect.method,
+            url=effect.url,
+            headers=effect.headers,
+            body=effect.body,
+            proxy=effect.proxy,
+            connect_timeout=effect.connect_timeout,
+            write_timeout=effect.write_timeout,
+        )
+        receiver = _AttemptReceiver(self, effect.attempt_id)
+        with scope:
+            try:
+                await self.upstream.send(request, receiver)
+            except Exception as exc:  # our own bug, never blamed on the provider
+                if not receiver.done:
+                    receiver.failed(TransportFailure.LOCAL, type(exc).__name__)
+        self._attempts.pop(effect.attempt_id, None)
+
+    async def _fetch_models(self, effect: FetchModelList) -> None:
+        request = UpstreamRequest(
+            method=effect.method,
+            url=effect.url,
+            headers=effect.headers,
+            body=effect.body,
+            proxy=effect.proxy,
+            first_byte_timeout=effect.timeout,
+            idle_timeout=effect.timeout,
+        )
+        listing = _ModelListReceiver()
+        try:
+            with anyio.fail_after(effect.timeout * 2):
+                await self.upstream.send(request, listing)
+        except TimeoutError:
+            listing.failure = "timed out"
+        except Exception as exc:
+            listing.failure = f"local error: {type(exc).__name__}"
+        now = self.now()
+        if listing.failure is not None or listing.status is None:
+            reason = listing.failure or "no response"
+            self.feed(ModelListFailed(now=now, account=effect.account, reason=reason))
+        else:
+            self.feed(
+                ModelListReceived(
+                    now=now,
+                    account=effect.account,
+                    status=listing.status,
+                    body=bytes(listing.body),
+                )
+            )
+
+    # -- timers ------------------------------------------------------------------------
+
+    def _arm(self, key: str, at: float) -> None:
+        self._generation += 1
+        self._timers[key] = (at, self._generation)
+        heapq.heappush(self._heap, (at, self._generation, key))
+        if self._heap[0][1] == self._generation:  # the new timer is the earliest: wake up
+            self._wake.set()
+
+    async def _serve_timers(self) -> None:
+        while True:
+            delay = math.inf
+            while self._heap:
+                at, generation, key = self._heap[0]
+                if self._timers.get(key) != (at, generation):
+                    heapq.heappop(self._heap)  # cancelled or re-armed since
+                    continue
+                delay = at - anyio.current_time()
+                if delay > 0:
+                    break
+                heapq.heappop(self._heap)
+                del self._timers[key]
+                self.feed(TimerFired(now=self.now(), key=key))
+                delay = math.inf
+            with anyio.move_on_after(delay):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    @property
+    def armed(self) -> dict[str, float]:
+        """Timers armed now, by key (for tests and diagnostics)."""
+        return {key: at for key, (at, _) in self._timers.items()}
+
+
+@attrs.define
+class _AttemptReceiver:
+    """Turns the upstream client's callbacks into events for one attempt."""
+
+    driver: Driver
+    attempt_id: str
+    done: bool = False
+
+    def head(self, status: int, headers: tuple[tuple[str, str], ...]) -> None:
+        driver = self.driver
+        driver.feed(
+            UpstreamResponseStarted(
+                now=driver.now(), attempt_id=self.attempt_id, status=status, headers=headers
+            )
+        )
+
+    def chunk(self, data: bytes) -> None:
+        driver = self.driver
+        driver.feed(UpstreamBodyReceived(now=driver.now(), attempt_id=self.attempt_id, data=data))
+
+    def end(self) -> None:
+        self.done = True
+        driver = self.driver
+        driver.feed(UpstreamBodyEnded(now=driver.now(), attempt_id=self.attempt_id))
+
+    def failed(self, failure: TransportFailure, detail: str) -> None:
+        self.done = True
+        driver = self.driver
+        driver.feed(
+            UpstreamFailed(
+                now=driver.now(), attempt_id=self.attempt_id, failure=failure, detail=detail
+            )
+        )
+
+
+@attrs.define
+class _ModelListReceiver:
+    status: int | None = None
+    body: bytearray = attrs.Factory(bytearray)
+    failure: str | None = None
+
+    def head(self, status: int, headers: tuple[tuple[str, str], ...]) -> None:
+        self.status = status
+
+    def chunk(self, data: bytes) -> None:
+        if len(self.body) + len(data) > MAX_MODEL_LIST:
+            self.failure = "the model list is too large"
+            return
+        self.body += data
+
+    def end(self) -> None:
+        pass
+
+    def failed(self, failure: TransportFailure, detail: str) -> None:
+        self.failure = f"{failure.value}: {detail}" if detail else failure.value
+
+
+def _system_clock() -> Now:
+    return Now(mono=anyio.current_time(), wall=time.time())
