@@ -39,7 +39,7 @@ from typing import Protocol, assert_never
 import anyio
 import attrs
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from eggpool.core.effects import (
     AbortUpstream,
@@ -177,11 +177,17 @@ class Driver:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve timers and own the tasks of upstream attempts until cancelled."""
-        async with anyio.create_task_group() as group:
-            self._task_group = group
-            self._portal_token = anyio.lowlevel.current_token()
-            task_status.started()
-            await self._serve_timers()
+        try:
+            async with anyio.create_task_group() as group:
+                self._task_group = group
+                self._portal_token = anyio.lowlevel.current_token()
+                task_status.started()
+                await self._serve_timers()
+        finally:
+            self._closed = True
+            for stream in self._clients.values():  # their connections end with the loop
+                stream.close()
+            self._clients.clear()
 
     def now(self) -> Now:
         return self._clock()
@@ -193,7 +199,7 @@ class Driver:
         for effect in self.pool.handle(event):
             self._execute(effect)
 
-    def open_client(self, request_id: str) -> anyio.abc.ObjectReceiveStream[ClientMessage]:
+    def open_client(self, request_id: str) -> MemoryObjectReceiveStream[ClientMessage]:
         """A stream of what the Pool will say to this request's client. Call before feeding
         the request's `ClientRequestReceived`."""
         send, receive = anyio.create_memory_object_stream[ClientMessage](CLIENT_BUFFER)

@@ -1,0 +1,268 @@
+"""The anyio + h11 server: client bytes in, the Driver's answers out. No policy here.
+
+Theory of operation. One task per client connection owns one
+`h11.Connection`. It reads a whole request (headers within `MAX_HEADER_BYTES`,
+a body within `MAX_BODY_BYTES`, both before `REQUEST_TIMEOUT`), hands it to
+the `Driver` as one `ClientRequestReceived` (request id and entropy from
+`secrets`), and writes what the Driver's per-request stream delivers:
+`RespondHead` becomes an `h11.Response` (chunked unless the body is
+complete), each `RespondBody` an `h11.Data` sent at once (streams flow
+through with no added buffering), `RespondEnd` the end of the message.
+Then the connection serves its next request (keep-alive) or closes.
+
+While a response is being written, a second task watches the socket: if
+the client closes it, the Driver learns it as `client_gone` (and the Pool
+aborts the upstream at once). A write that fails means the same. Bytes
+that arrive early (a pipelined next request) are kept for the next cycle.
+
+A body over the limit is answered 413 in the endpoint's error shape, read
+or not: by its Content-Length before reading, or as soon as the count
+passes the limit while reading (chunked uploads). Malformed HTTP gets a
+plain 400 and the connection closes; the Pool never sees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable
+
+import anyio
+import attrs
+import h11
+from anyio.abc import ByteStream
+
+from eggpool.core.config import Protocol
+from eggpool.core.effects import RespondBody, RespondEnd, RespondHead
+from eggpool.core.errors import LocalFailure, render_error
+from eggpool.core.events import ClientRequestReceived
+from eggpool.shells._contract import Driver
+
+__all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "REQUEST_TIMEOUT", "serve_connection"]
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 10 * 1024 * 1024
+REQUEST_TIMEOUT = 60.0
+"""Seconds a client has to send a whole request (slow clients must not hold a task)."""
+KEEPALIVE_TIMEOUT = 75.0
+"""Seconds an idle keep-alive connection is kept open waiting for the next request."""
+_READ = 65536
+
+
+class _ClientLeft(Exception):
+    pass
+
+
+async def serve_connection(
+    stream: ByteStream,
+    driver: Driver,
+    *,
+    peer: str = "",
+    new_id: Callable[[], str] = lambda: secrets.token_hex(8),
+) -> None:
+    """Serve every request of one client connection, then close it."""
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+    try:
+        while True:
+            request = await _read_request(stream, connection)
+            if request is None:
+                return
+            await _proxy(stream, connection, driver, request, request_id=new_id(), peer=peer)
+            if connection.our_state is h11.MUST_CLOSE or connection.their_state is h11.MUST_CLOSE:
+                return
+            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
+                return
+            connection.start_next_cycle()
+    except (_ClientLeft, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        return
+    finally:
+        await _close(stream)
+
+
+async def _close(stream: ByteStream) -> None:
+    with (
+        anyio.CancelScope(shield=True),
+        anyio.move_on_after(1.0),
+        contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError),
+    ):
+        await stream.aclose()
+
+
+@attrs.frozen
+class _Request:
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | LocalFailure  # a failure: answered locally (413) without the Pool
+
+
+async def _read_request(stream: ByteStream, connection: h11.Connection) -> _Request | None:
+    """The next whole request, or None when the client closed between requests."""
+    first = True
+    method = target = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    body = bytearray()
+    too_large = False
+    timeout = KEEPALIVE_TIMEOUT
+    while True:
+        try:
+            event = connection.next_event()
+        except h11.RemoteProtocolError as exc:
+            await _reject(stream, connection, exc.error_status_hint)
+            return None
+        if event is h11.NEED_DATA:
+            with anyio.move_on_after(timeout) as waited:
+                data = await _receive(stream)
+            if waited.cancelled_caught:
+                return None  # idle or too slow: close quietly
+            connection.receive_data(data)
+            if not data and first:
+                return None
+            continue
+        if isinstance(event, h11.Request):
+            first = False
+            timeout = REQUEST_TIMEOUT
+            method = event.method.decode("ascii", "replace")
+            target = event.target.decode("ascii", "replace")
+            headers = tuple(
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
+            )
+            length = _content_length(headers)
+            too_large = length is not None and length > MAX_BODY_BYTES
+            if too_large:
+                # Answer without reading: the client is told at once (and h11 closes after).
+                return _Request(
+                    method, target, headers, LocalFailure.body_too_large(MAX_BODY_BYTES)
+                )
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_BODY_BYTES:
+                return _Request(
+                    method, target, headers, LocalFailure.body_too_large(MAX_BODY_BYTES)
+                )
+        elif isinstance(event, h11.EndOfMessage):
+            return _Request(method, target, headers, bytes(body))
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+async def _receive(stream: ByteStream) -> bytes:
+    try:
+        return await stream.receive(_READ)
+    except anyio.EndOfStream:
+        return b""
+
+
+async def _reject(stream: ByteStream, connection: h11.Connection, status: int) -> None:
+    if connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return
+    try:
+        data = connection.send(
+            h11.Response(
+                status_code=status, headers=[("content-length", "0"), ("connection", "close")]
+            )
+        )
+        data += connection.send(h11.EndOfMessage()) or b""
+        await stream.send(data or b"")
+    except (h11.LocalProtocolError, anyio.BrokenResourceError, OSError):
+        pass
+
+
+def _content_length(headers: tuple[tuple[str, str], ...]) -> int | None:
+    for name, value in headers:
+        if name.lower() == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _proxy(
+    stream: ByteStream,
+    connection: h11.Connection,
+    driver: Driver,
+    request: _Request,
+    *,
+    request_id: str,
+    peer: str,
+) -> None:
+    path = request.target.split("?", 1)[0]
+    body = request.body
+    if isinstance(body, LocalFailure):
+        protocol = Protocol.ANTHROPIC if path == "/v1/messages" else Protocol.OPENAI
+        response = render_error(protocol, body)
+        await _send_whole(stream, connection, response.status, response.headers, response.body)
+        return
+    messages = driver.open_client(request_id)
+    driver.feed(
+        ClientRequestReceived(
+            now=driver.now(),
+            request_id=request_id,
+            entropy=secrets.randbits(64),
+            method=request.method,
+            path=path,
+            headers=request.headers,
+            body=body,
+            client=peer,
+        )
+    )
+    with messages:
+        async with anyio.create_task_group() as group:
+            group.start_soon(
+                _watch_disconnect, stream, connection, driver, request_id, group.cancel_scope
+            )
+            try:
+                async for message in messages:
+                    await _write(stream, connection, message)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                driver.client_gone(request_id)
+                raise _ClientLeft from None
+            group.cancel_scope.cancel()
+
+
+async def _watch_disconnect(
+    stream: ByteStream,
+    connection: h11.Connection,
+    driver: Driver,
+    request_id: str,
+    scope: anyio.CancelScope,
+) -> None:
+    """While the answer is written, notice a client that hangs up."""
+    data = await _receive(stream)
+    if data:
+        connection.receive_data(data)  # an early next request: keep it for the next cycle
+        await anyio.sleep_forever()
+    driver.client_gone(request_id)
+    scope.cancel()
+
+
+async def _write(stream: ByteStream, connection: h11.Connection, message: object) -> None:
+    if isinstance(message, RespondHead):
+        headers = [(name, value) for name, value in message.headers]
+        data = connection.send(h11.Response(status_code=message.status, headers=headers))
+    elif isinstance(message, RespondBody):
+        data = connection.send(h11.Data(data=message.data))
+    elif isinstance(message, RespondEnd):
+        data = connection.send(h11.EndOfMessage())
+    else:  # pragma: no cover - the stream only carries these three
+        return
+    if data:
+        await stream.send(data)
+
+
+async def _send_whole(
+    stream: ByteStream,
+    connection: h11.Connection,
+    status: int,
+    headers: tuple[tuple[str, str], ...],
+    body: bytes,
+) -> None:
+    response = h11.Response(
+        status_code=status,
+        headers=[*headers, ("content-length", str(len(body))), ("connection", "close")],
+    )
+    data = connection.send(response) or b""
+    data += connection.send(h11.Data(data=body)) or b""
+    data += connection.send(h11.EndOfMessage()) or b""
+    await stream.send(data)

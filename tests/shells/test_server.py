@@ -1,0 +1,231 @@
+"""The anyio + h11 server on a loopback socket, with the real Pool and a scripted upstream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import h11
+import pytest
+from anyio.abc import SocketStream
+
+from eggpool.core.config import parse_config
+from eggpool.core.effects import Record, RequestFinalized
+from eggpool.core.events import StateLoaded
+from eggpool.core.pool import Pool
+from eggpool.core.retry import TransportFailure
+from eggpool.shells._contract import Driver, Receiver, UpstreamRequest
+from eggpool.shells.asyncio_shell.server import MAX_BODY_BYTES, serve_connection
+
+pytestmark = pytest.mark.anyio
+KEY = "server-key-0123456789"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Upstream:
+    """A provider that answers every attempt from a list of (kind, value) steps."""
+
+    def __init__(self, *steps: tuple[str, Any]) -> None:
+        self.steps = steps
+        self.gate = anyio.Event()
+        self.cancelled = 0
+
+    async def send(self, request: UpstreamRequest, receiver: Receiver) -> None:
+        try:
+            for kind, value in self.steps:
+                await anyio.sleep(0.001)
+                if kind == "head":
+                    receiver.head(value, (("content-type", "application/json"),))
+                elif kind == "chunk":
+                    receiver.chunk(value)
+                elif kind == "gate":
+                    await self.gate.wait()
+                elif kind == "end":
+                    receiver.end()
+                elif kind == "fail":
+                    receiver.failed(TransportFailure.RESET, "x")
+        except anyio.get_cancelled_exc_class():
+            self.cancelled += 1
+            raise
+
+
+class Records:
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def persist(self, record: Record) -> None:
+        self.records.append(record)
+
+    def finals(self) -> list[RequestFinalized]:
+        return [r for r in self.records if isinstance(r, RequestFinalized)]
+
+
+PLAIN = json.dumps(
+    {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 2}}
+).encode()
+
+
+@asynccontextmanager
+async def served(upstream: Upstream, store: Records) -> AsyncIterator[int]:
+    config = parse_config(
+        {
+            "server": {"api_key": KEY},
+            "providers": {
+                "p": {
+                    "base_url": "https://api.example.test/v1",
+                    "models_endpoint": {"method": "DISABLED"},
+                    "static_models": [{"id": "m"}],
+                    "accounts": [{"name": "a", "api_key": "sk-test-0123456789abcdef"}],
+                }
+            },
+        },
+        {},
+    )
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener, anyio.create_task_group() as group:
+        driver = Driver(Pool(config, now=_now()), upstream=upstream, store=store)
+        await group.start(driver.run)
+        driver.feed(StateLoaded(now=driver.now()))
+
+        async def handle(stream: SocketStream) -> None:
+            await serve_connection(stream, driver, peer="127.0.0.1")
+
+        group.start_soon(listener.serve, handle)
+        try:
+            yield listener.extra(anyio.abc.SocketAttribute.local_port)
+        finally:
+            group.cancel_scope.cancel()
+
+
+def _now() -> Any:
+    import time
+
+    from eggpool.core.events import Now
+
+    return Now(anyio.current_time(), time.time())
+
+
+class Client:
+    def __init__(self, stream: SocketStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    async def request(
+        self, path: str, body: dict[str, Any] | bytes | None = None, *, key: str = KEY
+    ) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body or {}).encode()
+        headers = [("host", "x"), ("content-length", str(len(data)))]
+        if key:
+            headers.append(("authorization", f"Bearer {key}"))
+        method = "GET" if body is None else "POST"
+        out = self.h11.send(h11.Request(method=method, target=path, headers=headers)) or b""
+        out += self.h11.send(h11.Data(data=data)) or b""
+        out += self.h11.send(h11.EndOfMessage()) or b""
+        await self.stream.send(out)
+
+    async def response(self) -> tuple[int, dict[str, str], list[bytes]]:
+        status, headers, chunks = 0, {}, []
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                self.h11.receive_data(await self.stream.receive())
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                headers = {k.decode(): v.decode() for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                self.h11.start_next_cycle()
+                return status, headers, chunks
+
+
+@asynccontextmanager
+async def client(port: int) -> AsyncIterator[Client]:
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        yield Client(stream)
+
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def test_a_request_is_proxied_and_the_connection_is_reused() -> None:
+    store = Records()
+    async with served(Upstream(("head", 200), ("chunk", PLAIN), ("end", None)), store) as port:
+        async with client(port) as c:
+            for _ in range(2):
+                await c.request("/v1/chat/completions", CHAT)
+                status, headers, chunks = await c.response()
+                assert (status, b"".join(chunks)) == (200, PLAIN)
+                assert "x-eggpool-request-id" in headers
+    assert [f.outcome for f in store.finals()] == ["completed", "completed"]
+
+
+async def test_a_stream_reaches_the_client_before_the_upstream_finishes() -> None:
+    upstream = Upstream(("head", 200), ("chunk", b"data: {}\n\n"), ("gate", None), ("end", None))
+    async with served(upstream, Records()) as port, client(port) as c:
+        await c.request("/v1/chat/completions", {**CHAT, "stream": True})
+        # The first chunk arrives while the upstream is still held at its gate.
+        while True:
+            event = c.h11.next_event()
+            if event is h11.NEED_DATA:
+                c.h11.receive_data(await c.stream.receive())
+            elif isinstance(event, h11.Data):
+                break
+        upstream.gate.set()
+
+
+async def test_an_oversize_body_is_refused_with_413_in_the_protocol_shape() -> None:
+    async with served(Upstream(), Records()) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            head = (
+                b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n"
+                + f"content-length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+            )
+            await stream.send(head)
+            reply = b""
+            with anyio.fail_after(5):
+                while b"}}" not in reply:
+                    reply += await stream.receive()
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert b'"type":"error"' in reply
+
+
+async def test_malformed_http_gets_400_and_the_pool_never_sees_it() -> None:
+    store = Records()
+    async with served(Upstream(), store) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(b"THIS IS NOT HTTP\r\n\r\n")
+            with anyio.fail_after(5):
+                reply = await stream.receive()
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert store.records == []
+
+
+async def test_a_wrong_key_is_401_and_healthz_needs_none() -> None:
+    async with served(Upstream(), Records()) as port, client(port) as c:
+        await c.request("/v1/chat/completions", CHAT, key="wrong-key-000000")
+        assert (await c.response())[0] == 401
+        await c.request("/v1/healthz", None, key="")
+        assert (await c.response())[0] == 200
+
+
+async def test_a_client_that_hangs_up_mid_stream_aborts_the_upstream() -> None:
+    store = Records()
+    upstream = Upstream(("head", 200), ("chunk", b"data: {}\n\n"), ("gate", None), ("end", None))
+    async with served(upstream, store) as port:
+        async with client(port) as c:
+            await c.request("/v1/chat/completions", {**CHAT, "stream": True})
+            while not isinstance(c.h11.next_event(), h11.Data):
+                c.h11.receive_data(await c.stream.receive())
+        with anyio.fail_after(5):
+            while not store.finals():
+                await anyio.sleep(0.01)
+    assert [f.outcome for f in store.finals()] == ["cancelled"]
+    assert upstream.cancelled == 1
