@@ -1,0 +1,216 @@
+"""The anyio shell's process life: refusing unsafe listeners, startup recovery, clean shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import attrs
+import pytest
+
+from eggpool.core.config import Config, parse_config
+from eggpool.core.effects import Record, RequestFinalized
+from eggpool.core.events import StoredBackoff, StoredCharge, StoredPending
+from eggpool.shells.asyncio_shell.app import Server, ServeRefused
+from tests.helpers.loopback import CHAT, KEY, PLAIN, Upstream, client
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@attrs.frozen
+class Loaded:
+    pending: tuple[StoredPending, ...] = ()
+    charges: tuple[StoredCharge, ...] = ()
+    backoffs: tuple[StoredBackoff, ...] = ()
+    catalog: Mapping[str, object] | None = None
+
+
+class MemoryStore:
+    """Records what the server asks of its store, in order."""
+
+    def __init__(self, loaded: Loaded = Loaded()) -> None:
+        self.loaded = loaded
+        self.calls: list[str] = []
+        self.records: list[Record] = []
+
+    def open(self) -> int:
+        self.calls.append("open")
+        return 1
+
+    def load(self, now_wall: float) -> Loaded:
+        self.calls.append("load")
+        return self.loaded
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def persist(self, record: Record) -> None:
+        self.records.append(record)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.calls.append("close")
+
+    def finals(self) -> list[RequestFinalized]:
+        return [r for r in self.records if isinstance(r, RequestFinalized)]
+
+
+def make_config(**server: Any) -> Config:
+    return parse_config(
+        {
+            "server": server,
+            "providers": {
+                "p": {
+                    "base_url": "https://api.example.test/v1",
+                    "models_endpoint": {"method": "DISABLED"},
+                    "static_models": [{"id": "m"}],
+                    "accounts": [{"name": "a", "api_key": "sk-test-0123456789abcdef"}],
+                }
+            },
+        },
+        {},
+    )
+
+
+def make_server(
+    store: MemoryStore,
+    upstream: Upstream,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    grace: float = 5.0,
+    **server: Any,
+) -> Server:
+    factory: Callable[..., MemoryStore] = lambda config, report: store  # noqa: E731
+    return Server(
+        make_config(api_key=KEY, **server),
+        host,
+        port,
+        store_factory=factory,
+        upstream_factory=lambda config: upstream,
+        grace=grace,
+    )
+
+
+@asynccontextmanager
+async def running(server: Server) -> AsyncIterator[int]:
+    async with anyio.create_task_group() as group:
+        port: int = await group.start(server.run)
+        try:
+            yield port
+        finally:
+            server.stop()
+
+
+ANSWER = (("head", 200), ("chunk", PLAIN), ("end", None))
+FIRST, LAST = b'data: {"choices":[]}\n\n', b"data: [DONE]\n\n"
+HELD_STREAM = (("head", 200), ("chunk", FIRST), ("gate", None), ("chunk", LAST), ("end", None))
+
+
+def test_an_unauthenticated_listener_beyond_loopback_is_refused() -> None:
+    server = Server(
+        make_config(), "0.0.0.0", 8080, store_factory=MemoryStore, upstream_factory=Upstream
+    )
+    with pytest.raises(ServeRefused, match=r"0\.0\.0\.0 without a server key.*server\.api_key"):
+        server.check()
+
+
+@pytest.mark.parametrize(
+    ("host", "server"),
+    [
+        ("127.0.0.1", {}),
+        ("::1", {}),
+        ("localhost", {}),
+        ("0.0.0.0", {"api_key": KEY}),
+        ("0.0.0.0", {"allow_unauthenticated": True}),
+    ],
+)
+def test_loopback_a_key_or_an_explicit_opt_out_may_listen(host: str, server: Any) -> None:
+    Server(
+        make_config(**server), host, 8080, store_factory=MemoryStore, upstream_factory=Upstream
+    ).check()
+
+
+async def test_a_request_is_served_and_recorded_then_shutdown_closes_the_store() -> None:
+    store = MemoryStore()
+    server = make_server(store, Upstream(*ANSWER))
+    async with running(server) as port, client(port) as c:
+        await c.request("/v1/chat/completions", CHAT)
+        status, _, chunks = await c.response()
+        assert (status, b"".join(chunks)) == (200, PLAIN)
+    assert store.calls == ["open", "load", "start", "close"]
+    assert [f.outcome for f in store.finals()] == ["completed"]
+
+
+async def test_requests_the_previous_run_left_pending_are_finalized_at_startup() -> None:
+    left = StoredPending(request_id="old-1", account="p/a", started_at=1.0)
+    store = MemoryStore(Loaded(pending=(left,)))
+    async with running(make_server(store, Upstream(*ANSWER))):
+        pass
+    finals = store.finals()
+    assert [f.request_id for f in finals] == ["old-1"]
+    assert finals[0].outcome != "completed"
+
+
+async def test_a_port_in_use_is_refused_with_a_clear_message_and_the_store_closed() -> None:
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as taken:
+        port = taken.extra(anyio.abc.SocketAttribute.local_port)
+        store = MemoryStore()
+        with pytest.raises(ServeRefused, match=rf"127\.0\.0\.1:{port} is already in use"):
+            await make_server(store, Upstream(), port=port).run()
+    assert store.calls[-1] == "close"
+
+
+async def test_shutdown_lets_a_running_stream_finish() -> None:
+    upstream = Upstream(*HELD_STREAM)
+    store = MemoryStore()
+    server = make_server(store, upstream)
+    async with running(server) as port, client(port) as c:
+        await c.request("/v1/chat/completions", {**CHAT, "stream": True})
+        while not store.records:
+            await anyio.sleep(0.01)
+        server.stop()
+        await anyio.sleep(0.05)
+        upstream.gate.set()
+        status, _, chunks = await c.response()
+        assert (status, b"".join(chunks)) == (200, FIRST + LAST)
+    assert [f.outcome for f in store.finals()] == ["completed"]
+    assert store.calls[-1] == "close"
+
+
+async def test_new_requests_during_shutdown_get_503() -> None:
+    upstream = Upstream(*HELD_STREAM)
+    server = make_server(MemoryStore(), upstream)
+    async with running(server) as port:
+        async with client(port) as first:
+            await first.request("/v1/chat/completions", {**CHAT, "stream": True})
+            await anyio.sleep(0.05)
+            server.stop()
+            await anyio.sleep(0.05)
+            async with client(port) as second:
+                await second.request("/v1/chat/completions", CHAT)
+                status, _, _ = await second.response()
+                assert status == 503
+            upstream.gate.set()
+            await first.response()
+
+
+async def test_a_stream_that_outlives_the_grace_period_is_interrupted() -> None:
+    upstream = Upstream(*HELD_STREAM)
+    store = MemoryStore()
+    server = make_server(store, upstream, grace=0.2)
+    with anyio.fail_after(5):
+        async with running(server) as port, client(port) as c:
+            await c.request("/v1/chat/completions", {**CHAT, "stream": True})
+            await anyio.sleep(0.05)
+            server.stop()
+            while "close" not in store.calls:
+                await anyio.sleep(0.02)
+    assert [f.outcome for f in store.finals()] != ["completed"]
+    assert len(store.finals()) == 1
