@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_upstream import BENCHMARKS as UPSTREAM_BENCHMARKS  # noqa: E402
+
 from eggpool.core.catalog import Catalog, ModelListFailure, parse_model_list  # noqa: E402
 from eggpool.core.config import Protocol, parse_config  # noqa: E402
 from eggpool.core.events import (  # noqa: E402
@@ -338,6 +340,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     "routing_decision": bench_routing,
     "pool_request": lambda: bench_pool(0),
     "pool_stream_20": lambda: bench_pool(20),
+    **UPSTREAM_BENCHMARKS,
 }
 
 

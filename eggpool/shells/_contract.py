@@ -71,13 +71,14 @@ from eggpool.core.events import (
     UpstreamResponseStarted,
 )
 from eggpool.core.retry import TransportFailure
-from eggpool.core.secret import Secret
+from eggpool.shells._upstream import Receiver, UpstreamRequest
 
 __all__ = [
     "CLIENT_BUFFER",
     "ClientMessage",
     "Driver",
     "PoolLike",
+    "Receiver",
     "StoreLike",
     "UpstreamLike",
     "UpstreamRequest",
@@ -95,28 +96,6 @@ _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARN
 
 class PoolLike(Protocol):
     def handle(self, event: Event) -> list[Effect]: ...
-
-
-@attrs.frozen(kw_only=True)
-class UpstreamRequest:
-    """One HTTP request for the upstream client (`_upstream.py`)."""
-
-    method: str
-    url: str
-    headers: tuple[tuple[str, str | Secret], ...]
-    body: bytes | None = None
-    proxy: object | None = None  # a `ProxyUrl`
-    connect_timeout: float = 5.0
-    write_timeout: float = 30.0
-    first_byte_timeout: float | None = None
-    idle_timeout: float | None = None
-
-
-class Receiver(Protocol):
-    def head(self, status: int, headers: tuple[tuple[str, str], ...]) -> None: ...
-    def chunk(self, data: bytes) -> None: ...
-    def end(self) -> None: ...
-    def failed(self, failure: TransportFailure, detail: str) -> None: ...
 
 
 class UpstreamLike(Protocol):
@@ -249,9 +228,10 @@ class Driver:
                 if self.store is not None:
                     self.store.persist(effect.record)
             case Log():
-                fields = " ".join(f"{k}={v}" for k, v in effect.fields)
                 _logger.log(
-                    _LEVELS.get(effect.level, logging.ERROR), "%s %s", effect.message, fields
+                    _LEVELS.get(effect.level, logging.ERROR),
+                    effect.message,
+                    extra={"fields": effect.fields},
                 )
             case Metric():
                 if self._on_metric is not None:
