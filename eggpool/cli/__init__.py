@@ -8,7 +8,9 @@ usage error (click's own).
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -16,9 +18,13 @@ import attrs
 import click
 
 from eggpool import __version__
+from eggpool.cli import _serve
 from eggpool.cli._load import ConfigLocation, LoadError, load_config, resolve_config_path
 from eggpool.cli._summary import render_summary
 from eggpool.cli._template import write_example_config
+from eggpool.core.config import Config
+from eggpool.shells._logging import configure_logging
+from eggpool.shells._store import StoreError
 
 __all__ = ["cli", "main"]
 
@@ -83,14 +89,8 @@ def check_config(state: _State) -> None:
 
     Exit status: 0 valid (warnings allowed), 1 invalid or unreadable.
     """
-    location = state.location()
-    try:
-        config = load_config(location, os.environ)
-    except LoadError as exc:
-        for line in exc.lines:
-            click.echo(line, err=True)
-        sys.exit(1)
-    click.echo(render_summary(location.path, config))
+    config = _load_or_exit(state)
+    click.echo(render_summary(state.location().path, config))
 
 
 @cli.command(name="init-config")
@@ -118,6 +118,89 @@ def init_config(target: str | None, force: bool) -> None:
     click.echo(
         f"Next: add your providers and keys, then run `eggpool --config {path} check-config`."
     )
+
+
+def _load_or_exit(state: _State) -> Config:
+    try:
+        return load_config(state.location(), os.environ)
+    except LoadError as exc:
+        for line in exc.lines:
+            click.echo(line, err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--host", help="Listen address. Default: server.host (127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Listen port. Default: server.port.")
+@click.option(
+    "--backend",
+    type=click.Choice(["asyncio", "trio"]),
+    default="asyncio",
+    show_default=True,
+    help="The event loop anyio runs on.",
+)
+@click.pass_obj
+def serve(state: _State, host: str | None, port: int | None, backend: str) -> None:
+    """Run the proxy until SIGTERM or SIGINT, then shut down gracefully (docs/deployment.md).
+
+    Logs go to stderr, one logfmt line each. Exit status: 0 after a clean
+    shutdown, 1 when it cannot start (invalid config, an address in use, an
+    unauthenticated listener beyond loopback).
+    """
+    config = _load_or_exit(state)
+    configure_logging(config.server.log_level)
+    for warning in config.warnings:
+        logging.getLogger("eggpool").warning("config: %s", warning)
+    refused = _serve.serve(
+        config,
+        host=host or config.server.host,
+        port=config.server.port if port is None else port,
+        backend=backend,
+    )
+    if refused is not None:
+        click.echo(f"eggpool serve: {refused}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.pass_obj
+def migrate(state: _State) -> None:
+    """Create the database or bring it to the current schema (serve also does this)."""
+    config = _load_or_exit(state)
+    configure_logging(config.server.log_level)
+    try:
+        before, after = _serve.migrate(config)
+    except (StoreError, OSError, sqlite3.Error) as exc:
+        click.echo(f"{config.database.path}: {exc}", err=True)
+        sys.exit(1)
+    if before == after:
+        click.echo(f"{config.database.path}: up to date (schema version {after})")
+    else:
+        click.echo(f"{config.database.path}: migrated from schema version {before} to {after}")
+
+
+@cli.group()
+def models() -> None:
+    """The model catalog."""
+
+
+@models.command()
+@click.pass_obj
+def refresh(state: _State) -> None:
+    """List every enabled account's models now, store the catalog and print it per provider.
+
+    Exit status: 1 when every account that lists models failed to.
+    """
+    config = _load_or_exit(state)
+    configure_logging(config.server.log_level)
+    try:
+        report, worked = _serve.refresh_and_render(config)
+    except StoreError as exc:
+        click.echo(f"{config.database.path}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(report)
+    if not worked:
+        sys.exit(1)
 
 
 def main() -> None:

@@ -307,6 +307,7 @@ class LocalFailure:
         return cls(
             kind=FailureKind.CATALOG_NOT_READY,
             message="The model catalog is not loaded yet; try again shortly.",
+            retry_after=1.0,
         )
 
     @classmethod

@@ -193,6 +193,7 @@ class Services:
     ledger: Ledger
     router: Router
     inflight: Counter[str] = attrs.Factory(Counter)
+    catalog_loading: bool = False  # the first listing is in flight and nothing routes yet
     _prices: dict[tuple[str | None, str], tuple[object, Prices]] = attrs.Factory(dict)
     _identities: dict[str, Identity] = attrs.Factory(dict)
     response_dropped: frozenset[str] = attrs.field(init=False)
@@ -358,6 +359,9 @@ class RequestMachine:
                 return self._respond_local(failure, now, "throttled")
             return self._pass_through_last(now)
         if not decision.known_model:
+            if self.services.catalog_loading:  # unknown only because the listing is not in
+                failure = LocalFailure.catalog_not_ready()
+                return self._respond_local(failure, now, "not_ready")
             return self._respond_local(LocalFailure.unknown_model(model), now, "client_error")
         throttled = [e for e in decision.excluded if e.reason in _THROTTLED]
         soonest = decision.soonest_retry()
@@ -854,6 +858,8 @@ class RequestMachine:
                 },
             )
         )
+        if services.config.server.access_log:
+            effects.append(_access_log(record))
         return effects
 
     def _impossible(self, event: object) -> list[Effect]:
@@ -877,6 +883,31 @@ class RequestMachine:
             *effects,
             *_log_impossible(previous, event),
         ]
+
+
+def _access_log(record: RequestFinalized) -> Log:
+    """One line per request (`server.access_log`): what was asked, who served it, how it
+    went. Never the prompt, the answer or a key."""
+    usage = record.usage
+    ttft = record.ttft
+    return Log(
+        level="INFO",
+        message="request",
+        fields=(
+            ("request", record.request_id),
+            ("model", record.model),
+            ("stream", "yes" if record.streamed else "no"),
+            ("outcome", record.outcome),
+            ("status", str(record.status)),
+            ("account", record.account or "-"),
+            ("attempts", str(record.attempts)),
+            ("ms", f"{record.latency * 1000:.0f}"),
+            ("ttft_ms", "-" if ttft is None else f"{ttft * 1000:.0f}"),
+            ("in", str(usage.total_input_tokens) if usage is not None else "-"),
+            ("out", str(usage.output_tokens) if usage is not None else "-"),
+            ("cost_usd", f"{record.cost_microdollars / 1e6:.6f}"),
+        ),
+    )
 
 
 def _log_impossible(state: State, event: object) -> list[Effect]:

@@ -82,11 +82,12 @@ from eggpool.core.requests import parse_request
 from eggpool.core.routing import Router, affinity_key, session_header, session_ranks
 from eggpool.core.secret import Secret
 
-__all__ = ["Pool"]
+__all__ = ["REFRESH_TIMER", "Pool"]
 
 _PROTOCOL_PATHS = {"/v1/chat/completions": Protocol.OPENAI, "/v1/messages": Protocol.ANTHROPIC}
 _JSON = (("content-type", "application/json"),)
-_REFRESH = "pool:refresh"
+REFRESH_TIMER = _REFRESH = "pool:refresh"
+"""Feed `TimerFired(key=REFRESH_TIMER)` to re-list every account's models now."""
 _SHUTDOWN = "pool:shutdown"
 
 
@@ -145,6 +146,11 @@ class Pool:
                 return self._shutdown(event)
             case _:
                 assert_never(event)
+
+    @property
+    def refreshing(self) -> bool:
+        """A model-list refresh is still waiting for some account's answer."""
+        return bool(self._pages)
 
     @property
     def in_flight(self) -> int:
@@ -286,7 +292,16 @@ class Pool:
                 if account.enabled:
                     self._pages[account.name] = []
                     effects.append(self._fetch(account.name, None))
+        self._note_loading(now)
         return effects
+
+    def _note_loading(self, now: Now) -> None:
+        """While a listing is in flight and no model routes at all (a first start with no
+        snapshot), an unknown model is 503 "not ready" (retry), not a definitive 404."""
+        services = self.services
+        services.catalog_loading = (
+            bool(self._pages) and not services.catalog.status(now=now.wall).usable
+        )
 
     def _fetch(self, account_name: str, after_id: str | None) -> FetchModelList:
         identity = self.services.identity(account_name)
@@ -331,6 +346,8 @@ class Pool:
         self._pages.pop(account, None)
         catalog = self.services.catalog
         diff = catalog.refresh(account, result, now=now.wall)
+        if self.services.catalog_loading:
+            self._note_loading(now)
         if not diff:
             return []
         return [Persist(record=CatalogChanged(snapshot=catalog.snapshot()))]

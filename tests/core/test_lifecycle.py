@@ -14,6 +14,7 @@ from eggpool.core.effects import (
     AttemptEnded,
     BackoffChanged,
     Effect,
+    Log,
     OpenUpstream,
     OperationalEvent,
     Persist,
@@ -26,6 +27,7 @@ from eggpool.core.events import (
     ClientGone,
     ClientRequestReceived,
     Event,
+    ModelListReceived,
     Now,
     ShutdownRequested,
     StateLoaded,
@@ -216,6 +218,50 @@ def test_plain_success_is_relayed_and_finalized_once() -> None:
     ledger = d.pool.services.ledger
     assert ledger.reserved(upstream.account) == 0
     assert d.pool.in_flight == 0
+
+
+def test_each_finished_request_writes_one_access_log_line_without_the_key() -> None:
+    d = Driver()
+    request_id, effects = d.request(chat())
+    (upstream,) = opened(effects)
+    d.tick(0.25)
+    d.answer(upstream.attempt_id, 200, PLAIN, ("content-type", "application/json"))
+    (line,) = [e for e in d.effects if isinstance(e, Log) and e.message == "request"]
+    fields = dict(line.fields)
+    assert fields["request"] == request_id
+    assert (fields["outcome"], fields["status"], fields["account"]) == (
+        "completed",
+        "200",
+        upstream.account,
+    )
+    assert (fields["ms"], fields["in"], fields["out"]) == ("250", "12", "4")
+    assert KEY not in repr(line)
+    assert SERVER_KEY not in repr(line)
+
+
+def test_access_log_off_writes_no_line() -> None:
+    d = Driver(config(server={"api_key": SERVER_KEY, "access_log": False}))
+    _, effects = d.request(chat())
+    (upstream,) = opened(effects)
+    d.answer(upstream.attempt_id, 200, PLAIN, ("content-type", "application/json"))
+    assert d.finals()
+    assert not [e for e in d.effects if isinstance(e, Log) and e.message == "request"]
+
+
+def test_an_unknown_model_while_the_first_listing_runs_is_503_retry_not_404() -> None:
+    listed = {
+        "base_url": "https://api.example.com/v1",
+        "accounts": [{"name": "a", "api_key": KEY}],
+    }
+    d = Driver(config(providers={"p": listed}))
+    _, effects = d.request(chat())
+    assert d.client("r1")[0] == 503
+    (head,) = [e for e in effects if isinstance(e, RespondHead)]
+    assert dict(head.headers)["retry-after"] == "1"
+    models = json.dumps({"object": "list", "data": [{"id": "other", "object": "model"}]})
+    d.send(ModelListReceived(now=d.now(), account="a", status=200, body=models.encode()))
+    d.request(chat())
+    assert d.client("r2")[0] == 404  # the listing is in: now it is definitive
 
 
 def test_upstream_credentials_replace_the_clients() -> None:

@@ -41,12 +41,24 @@ from eggpool.core.events import (
     StoredBackoff,
     StoredCharge,
     StoredPending,
+    TimerFired,
 )
-from eggpool.core.pool import Pool
+from eggpool.core.pool import REFRESH_TIMER, Pool
 from eggpool.shells._contract import Driver, UpstreamLike, close_store
+from eggpool.shells._store import Store
+from eggpool.shells._upstream import UpstreamClient
 from eggpool.shells.asyncio_shell.server import serve_connection
 
-__all__ = ["GRACE", "Loaded", "ServeRefused", "Server", "StoreForServer"]
+__all__ = [
+    "GRACE",
+    "Loaded",
+    "ServeRefused",
+    "Server",
+    "StoreForServer",
+    "default_store",
+    "default_upstream",
+    "refresh_models",
+]
 
 GRACE = 10.0
 """Seconds streams may run after a shutdown signal before they are interrupted."""
@@ -150,6 +162,7 @@ class Server:
                 while pool.in_flight:
                     await anyio.sleep(0.05)
             serving.cancel()
+            await _aclose(driver.upstream)
             await close_store(store)
             group.cancel_scope.cancel()
         _logger.info("stopped")
@@ -163,6 +176,61 @@ class Server:
             async for _ in signals:
                 self.stop()
                 return
+
+
+def default_store(config: Config, report: Callable[[str, str], None]) -> StoreForServer:
+    """The SQLite store of `[database]` (docs/storage.md)."""
+    return Store(config, report=report)
+
+
+def default_upstream(config: Config) -> UpstreamLike:
+    """One keep-alive pool for every provider, sized to their summed limits."""
+    settings = [provider.http for provider in config.providers.values()]
+    return UpstreamClient(
+        max_connections=sum(s.max_connections for s in settings) or 1,
+        max_keepalive=sum(s.max_keepalive for s in settings),
+        keepalive_expiry=max((float(s.keepalive_timeout_s) for s in settings), default=30.0),
+    )
+
+
+async def refresh_models(
+    config: Config,
+    store_factory: StoreFactory = default_store,
+    upstream_factory: UpstreamFactory = default_upstream,
+    *,
+    timeout: float = 60.0,
+) -> Pool:
+    """List every enabled account's models now, store the catalog, and return the Pool
+    whose catalog holds the result (`eggpool models refresh`)."""
+    pool = Pool(config, now=_now())
+    driver = Driver(pool, upstream=upstream_factory(config))
+    store = store_factory(config, driver.persist_failed)
+    await anyio.to_thread.run_sync(store.open)
+    loaded = await anyio.to_thread.run_sync(store.load, time.time())
+    store.start()
+    driver.store = store
+    try:
+        async with anyio.create_task_group() as group:
+            await group.start(driver.run)
+            driver.feed(_state_loaded(driver, loaded))
+            if not pool.refreshing:  # startup_refresh is off: ask for one explicitly
+                driver.feed(TimerFired(now=driver.now(), key=REFRESH_TIMER))
+            with anyio.move_on_after(timeout):
+                while pool.refreshing:
+                    await anyio.sleep(0.02)
+            group.cancel_scope.cancel()
+    finally:
+        await _aclose(driver.upstream)
+        await close_store(store)
+    return pool
+
+
+async def _aclose(upstream: UpstreamLike) -> None:
+    """Close the upstream client's idle connections, if it keeps any (test fakes do not)."""
+    aclose = getattr(upstream, "aclose", None)
+    if aclose is not None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await aclose()
 
 
 async def _bind(host: str, port: int) -> anyio.abc.Listener[anyio.abc.SocketStream]:
