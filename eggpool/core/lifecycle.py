@@ -888,8 +888,11 @@ class RequestMachine:
 def _access_log(record: RequestFinalized) -> Log:
     """One line per request (`server.access_log`): what was asked, who served it, how it
     went. Never the prompt, the answer or a key."""
-    usage = record.usage
-    ttft = record.ttft
+    usage, ttft = record.usage, record.ttft
+    tokens_in = tokens_out = "-"
+    if usage is not None:
+        tokens_in = f"{usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens}"
+        tokens_out = f"{usage.output_tokens}"
     return Log(
         level="INFO",
         message="request",
@@ -898,13 +901,13 @@ def _access_log(record: RequestFinalized) -> Log:
             ("model", record.model),
             ("stream", "yes" if record.streamed else "no"),
             ("outcome", record.outcome),
-            ("status", str(record.status)),
+            ("status", f"{record.status}"),
             ("account", record.account or "-"),
-            ("attempts", str(record.attempts)),
+            ("attempts", f"{record.attempts}"),
             ("ms", f"{record.latency * 1000:.0f}"),
             ("ttft_ms", "-" if ttft is None else f"{ttft * 1000:.0f}"),
-            ("in", str(usage.total_input_tokens) if usage is not None else "-"),
-            ("out", str(usage.output_tokens) if usage is not None else "-"),
+            ("in", tokens_in),
+            ("out", tokens_out),
             ("cost_usd", f"{record.cost_microdollars / 1e6:.6f}"),
         ),
     )

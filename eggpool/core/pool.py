@@ -182,34 +182,35 @@ class Pool:
             return _json(event.request_id, 503, {"status": "degraded", "reason": reason})
         failure = self._authenticate(event.headers)
         if failure is not None:
-            return _local(event.request_id, shape, failure)
+            return self._refuse(event, shape, failure)
         if path == "/v1/models":
             if method != "GET":
-                return _local(
-                    event.request_id,
-                    shape,
-                    LocalFailure.method_not_allowed(method, path, ("GET",)),
+                return self._refuse(
+                    event, shape, LocalFailure.method_not_allowed(method, path, ("GET",))
                 )
             body = self.services.catalog.render_models(
                 healthy=lambda account, _model: self.services.health.is_healthy(
                     account, event.now.wall
                 )
             )
-            return [
+            effects: list[Effect] = [
                 RespondHead(request_id=event.request_id, status=200, headers=_JSON),
                 RespondBody(request_id=event.request_id, data=body),
                 RespondEnd(request_id=event.request_id),
             ]
+            if self.config.server.access_log:
+                effects.append(_answered_log(event, 200, "ok"))
+            return effects
         if protocol is None:
-            return _local(event.request_id, shape, LocalFailure.unknown_route(method, path))
+            return self._refuse(event, shape, LocalFailure.unknown_route(method, path))
         if method != "POST":
-            return _local(
-                event.request_id, shape, LocalFailure.method_not_allowed(method, path, ("POST",))
+            return self._refuse(
+                event, shape, LocalFailure.method_not_allowed(method, path, ("POST",))
             )
         if self._shutting_down:
-            return _local(event.request_id, protocol, LocalFailure.shutting_down())
+            return self._refuse(event, protocol, LocalFailure.shutting_down())
         if not self._loaded:
-            return _local(event.request_id, protocol, LocalFailure.catalog_not_ready())
+            return self._refuse(event, protocol, LocalFailure.catalog_not_ready())
         affinity = self.config.routing.session_affinity
         header = session_header(event.headers, self._session_ranks) if affinity else None
         parsed = parse_request(
@@ -219,7 +220,7 @@ class Pool:
             fingerprint=affinity and header is None,
         )
         if isinstance(parsed, LocalFailure):
-            return _local(event.request_id, protocol, parsed)
+            return self._refuse(event, protocol, parsed)
         session = None
         if affinity:
             session = affinity_key(
@@ -229,6 +230,15 @@ class Pool:
         effects = machine.start()
         if not machine.done:
             self._machines[event.request_id] = machine
+        return effects
+
+    def _refuse(
+        self, event: ClientRequestReceived, protocol: Protocol, failure: LocalFailure
+    ) -> list[Effect]:
+        """A request answered with an error before any machine was made (auth, route, parse)."""
+        effects = _local(event.request_id, protocol, failure)
+        if self.config.server.access_log:
+            effects.append(_answered_log(event, failure.status, "rejected"))
         return effects
 
     def _authenticate(self, headers: tuple[tuple[str, str], ...]) -> LocalFailure | None:
@@ -446,6 +456,20 @@ def _json(request_id: str, status: int, payload: Mapping[str, object]) -> list[E
         RespondBody(request_id=request_id, data=json.dumps(payload).encode()),
         RespondEnd(request_id=request_id),
     ]
+
+
+def _answered_log(event: ClientRequestReceived, status: int, outcome: str) -> Log:
+    """The access-log line of a request the Pool answered itself (no upstream involved)."""
+    return Log(
+        level="INFO",
+        message="request",
+        fields=(
+            ("request", event.request_id),
+            ("path", f"{event.method} {event.path}"),
+            ("outcome", outcome),
+            ("status", f"{status}"),
+        ),
+    )
 
 
 def _local(request_id: str, protocol: Protocol, failure: LocalFailure) -> list[Effect]:

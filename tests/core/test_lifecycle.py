@@ -239,6 +239,19 @@ def test_each_finished_request_writes_one_access_log_line_without_the_key() -> N
     assert SERVER_KEY not in repr(line)
 
 
+def test_a_request_refused_before_routing_is_logged_too() -> None:
+    d = Driver()
+    d.request(chat(), key="wrong-key-0000000")
+    (line,) = [e for e in d.effects if isinstance(e, Log) and e.message == "request"]
+    fields = dict(line.fields)
+    assert (fields["path"], fields["outcome"], fields["status"]) == (
+        "POST /v1/chat/completions",
+        "rejected",
+        "401",
+    )
+    assert "wrong-key" not in repr(line)
+
+
 def test_access_log_off_writes_no_line() -> None:
     d = Driver(config(server={"api_key": SERVER_KEY, "access_log": False}))
     _, effects = d.request(chat())
