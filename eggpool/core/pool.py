@@ -306,11 +306,13 @@ class Pool:
         return effects
 
     def _note_loading(self, now: Now) -> None:
-        """While a listing is in flight and no model routes at all (a first start with no
-        snapshot), an unknown model is 503 "not ready" (retry), not a definitive 404."""
-        services = self.services
-        services.catalog_loading = (
-            bool(self._pages) and not services.catalog.status(now=now.wall).usable
+        """While some account's first listing is in flight (it never listed before, and no
+        snapshot says what it serves), a model the catalog does not know may be that
+        account's: the answer is 503 "not ready" (retry), not a definitive 404."""
+        pages = self._pages
+        self.services.catalog_loading = bool(pages) and any(
+            status.last_success is None and status.account_name in pages
+            for status in self.services.catalog.status(now=now.wall).accounts
         )
 
     def _fetch(self, account_name: str, after_id: str | None) -> FetchModelList:

@@ -261,12 +261,11 @@ def test_access_log_off_writes_no_line() -> None:
     assert not [e for e in d.effects if isinstance(e, Log) and e.message == "request"]
 
 
-def test_an_unknown_model_while_the_first_listing_runs_is_503_retry_not_404() -> None:
-    listed = {
-        "base_url": "https://api.example.com/v1",
-        "accounts": [{"name": "a", "api_key": KEY}],
-    }
-    d = Driver(config(providers={"p": listed}))
+def test_an_unknown_model_while_a_first_listing_runs_is_503_retry_not_404() -> None:
+    accounts = [{"name": name, "api_key": KEY} for name in ("a", "b")]
+    d = Driver(
+        config(providers={"p": {"base_url": "https://api.example.com/v1", "accounts": accounts}})
+    )
     _, effects = d.request(chat())
     assert d.client("r1")[0] == 503
     (head,) = [e for e in effects if isinstance(e, RespondHead)]
@@ -274,7 +273,10 @@ def test_an_unknown_model_while_the_first_listing_runs_is_503_retry_not_404() ->
     models = json.dumps({"object": "list", "data": [{"id": "other", "object": "model"}]})
     d.send(ModelListReceived(now=d.now(), account="a", status=200, body=models.encode()))
     d.request(chat())
-    assert d.client("r2")[0] == 404  # the listing is in: now it is definitive
+    assert d.client("r2")[0] == 503  # "m" may still be b's: its first listing is out
+    d.send(ModelListReceived(now=d.now(), account="b", status=200, body=models.encode()))
+    d.request(chat())
+    assert d.client("r3")[0] == 404  # every listing is in: now it is definitive
 
 
 def test_upstream_credentials_replace_the_clients() -> None:
