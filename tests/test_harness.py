@@ -65,7 +65,7 @@ from eggpool.core.usage import (
     observe_anthropic_body,
     observe_openai_body,
 )
-from tests.helpers.fake_provider import (
+from eggpool.simulated.provider import (
     UNSTAMPED,
     FakeProvider,
     ModelList,

@@ -30,7 +30,7 @@ from eggpool.core.health import VerdictKind
 from eggpool.core.ledger import Window
 from eggpool.core.pool import Pool
 from eggpool.core.retry import TransportFailure
-from tests.helpers.fake_provider import FakeProvider, Reply
+from eggpool.simulated.provider import FakeProvider, Reply
 from tests.helpers.harness import Simulation
 
 SERVER_KEY = "server-key-0123456789"

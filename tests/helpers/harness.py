@@ -93,7 +93,7 @@ from tests.helpers.client import (
     messages_body,
     request_event,
 )
-from tests.helpers.fake_provider import FakeProvider, Step, UpstreamEvent
+from eggpool.simulated.provider import FakeProvider, Step, UpstreamEvent
 
 __all__ = [
     "ANTHROPIC_PATH",

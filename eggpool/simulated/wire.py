@@ -41,7 +41,7 @@ from eggpool.core.retry import TransportFailure
 from eggpool.core.sse import encode_event
 
 if TYPE_CHECKING:
-    from tests.helpers.fake_provider import Reply
+    from eggpool.simulated.provider import Reply
 
 __all__ = [
     "CREATED",

@@ -43,7 +43,7 @@ from eggpool.core.effects import FetchModelList, OpenUpstream
 from eggpool.core.events import ModelListFailed, ModelListReceived
 from eggpool.core.retry import TransportFailure
 from eggpool.core.usage import Usage
-from tests.helpers.provider_wire import (
+from eggpool.simulated.wire import (
     UNSTAMPED,
     Answer,
     Headers,
