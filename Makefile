@@ -6,9 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint types unit fuzz bench docs clean help
+.PHONY: demo test lint types unit fuzz bench docs clean help
 
 help:
+	@echo "make demo   the proxy on loopback in front of simulated providers (DEMO_ARGS=--traffic)"
 	@echo "make test   lint, format check, mypy --strict and every test (what CI runs)"
 	@echo "make lint   ruff check + ruff format --check"
 	@echo "make types  mypy --strict eggpool"
@@ -26,6 +27,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/eggpool demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check eggpool tests fuzz bench tools

@@ -18,7 +18,7 @@ import attrs
 import click
 
 from eggpool import __version__
-from eggpool.cli import _serve
+from eggpool.cli import _demo, _serve
 from eggpool.cli._load import ConfigLocation, LoadError, load_config, resolve_config_path
 from eggpool.cli._summary import render_summary
 from eggpool.cli._template import write_example_config
@@ -160,6 +160,30 @@ def serve(state: _State, host: str | None, port: int | None, backend: str) -> No
     if refused is not None:
         click.echo(f"eggpool serve: {refused}", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help=f"Listen port. Default: {_demo.DEFAULT_PORT}, or a free one if that is taken.",
+)
+@click.option("--traffic", is_flag=True, help="Send a request about every second.")
+@click.option(
+    "--backend",
+    type=click.Choice(["asyncio", "trio"]),
+    default="asyncio",
+    show_default=True,
+    help="The event loop anyio runs on.",
+)
+def demo(port: int | None, traffic: bool, backend: str) -> None:
+    """Run the proxy on loopback in front of two simulated providers: no keys, no network.
+
+    Prints the URL, a fresh API key and ready-to-paste curl and SDK examples;
+    Ctrl-C stops it and removes its temporary config and database.
+    """
+    configure_logging("INFO")
+    _demo.run_demo(port=port, traffic=traffic, backend=backend, say=click.echo)
 
 
 @cli.command()
