@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio
@@ -15,7 +15,7 @@ from eggpool.core.config import parse_config
 from eggpool.core.events import StateLoaded
 from eggpool.core.pool import Pool
 from eggpool.shells._contract import Driver
-from eggpool.shells.asyncio_shell.server import MAX_BODY_BYTES, serve_connection
+from eggpool.shells.asyncio_shell.server import MAX_BODY_BYTES, MAX_HEADER_BYTES, serve_connection
 from tests.helpers.loopback import CHAT, KEY, PLAIN, Records, Upstream, client
 
 pytestmark = pytest.mark.anyio
@@ -140,3 +140,40 @@ async def test_a_client_that_hangs_up_mid_stream_aborts_the_upstream() -> None:
                 await anyio.sleep(0.01)
     assert [f.outcome for f in store.finals()] == ["cancelled"]
     assert upstream.cancelled == 1
+
+
+async def test_an_oversize_chunked_body_without_content_length_is_413_too() -> None:
+    store = Records()
+    async with served(Upstream(), store) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                b"transfer-encoding: chunked\r\n\r\n"
+            )
+            piece = b"x" * 65536
+            reply = b""
+            with anyio.fail_after(10):
+                try:
+                    for _ in range(MAX_BODY_BYTES // len(piece) + 2):
+                        await stream.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+                except (anyio.BrokenResourceError, OSError):
+                    pass  # the server answered and closed while we were still sending
+                while b"}}" not in reply:
+                    data = await stream.receive()
+                    reply += data
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert b'"code":"request_too_large"' in reply
+    assert store.records == []
+
+
+async def test_oversize_headers_are_431_and_the_pool_never_sees_them() -> None:
+    store = Records()
+    async with served(Upstream(), store) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            huge = b"x-filler: " + b"a" * (MAX_HEADER_BYTES * 2) + b"\r\n"
+            with suppress(anyio.BrokenResourceError, OSError):
+                await stream.send(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n" + huge + b"\r\n")
+            with anyio.fail_after(5):
+                reply = await stream.receive()
+    assert reply.startswith(b"HTTP/1.1 431")
+    assert store.records == []
