@@ -120,6 +120,15 @@ def init_config(target: str | None, force: bool) -> None:
     )
 
 
+_backend_option = click.option(
+    "--backend",
+    type=click.Choice(["asyncio", "trio"]),
+    default="asyncio",
+    show_default=True,
+    help="The event loop anyio runs on.",
+)
+
+
 def _load_or_exit(state: _State) -> Config:
     try:
         return load_config(state.location(), os.environ)
@@ -132,13 +141,7 @@ def _load_or_exit(state: _State) -> Config:
 @cli.command()
 @click.option("--host", help="Listen address. Default: server.host (127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Listen port. Default: server.port.")
-@click.option(
-    "--backend",
-    type=click.Choice(["asyncio", "trio"]),
-    default="asyncio",
-    show_default=True,
-    help="The event loop anyio runs on.",
-)
+@_backend_option
 @click.pass_obj
 def serve(state: _State, host: str | None, port: int | None, backend: str) -> None:
     """Run the proxy until SIGTERM or SIGINT, then shut down gracefully (docs/deployment.md).
@@ -169,13 +172,7 @@ def serve(state: _State, host: str | None, port: int | None, backend: str) -> No
     help=f"Listen port. Default: {_demo.DEFAULT_PORT}, or a free one if that is taken.",
 )
 @click.option("--traffic", is_flag=True, help="Send a request about every second.")
-@click.option(
-    "--backend",
-    type=click.Choice(["asyncio", "trio"]),
-    default="asyncio",
-    show_default=True,
-    help="The event loop anyio runs on.",
-)
+@_backend_option
 def demo(port: int | None, traffic: bool, backend: str) -> None:
     """Run the proxy on loopback in front of two simulated providers: no keys, no network.
 

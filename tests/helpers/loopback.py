@@ -11,12 +11,33 @@ import anyio
 import h11
 from anyio.abc import SocketStream
 
+from eggpool.core.config import Config, parse_config
 from eggpool.core.effects import Record, RequestFinalized
 from eggpool.core.retry import TransportFailure
 from eggpool.shells._contract import Receiver, UpstreamRequest
 
 KEY = "server-key-0123456789"
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def one_account_config(**server: Any) -> Config:
+    """Provider `p` with the static model `m` and one account `a`; `[server]` from `server`."""
+    return parse_config(
+        {
+            "server": server,
+            "providers": {
+                "p": {
+                    "base_url": "https://api.example.test/v1",
+                    "models_endpoint": {"method": "DISABLED"},
+                    "static_models": [{"id": "m"}],
+                    "accounts": [{"name": "a", "api_key": "sk-test-0123456789abcdef"}],
+                }
+            },
+        },
+        {},
+    )
+
+
 PLAIN = json.dumps(
     {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 2}}
 ).encode()

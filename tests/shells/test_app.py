@@ -10,11 +10,10 @@ import anyio
 import attrs
 import pytest
 
-from eggpool.core.config import Config, parse_config
 from eggpool.core.effects import Record, RequestFinalized
 from eggpool.core.events import StoredBackoff, StoredCharge, StoredPending
 from eggpool.shells.asyncio_shell.app import Server, ServeRefused
-from tests.helpers.loopback import CHAT, KEY, PLAIN, Upstream, client
+from tests.helpers.loopback import CHAT, KEY, PLAIN, Upstream, client, one_account_config
 
 pytestmark = pytest.mark.anyio
 
@@ -61,23 +60,6 @@ class MemoryStore:
         return [r for r in self.records if isinstance(r, RequestFinalized)]
 
 
-def make_config(**server: Any) -> Config:
-    return parse_config(
-        {
-            "server": server,
-            "providers": {
-                "p": {
-                    "base_url": "https://api.example.test/v1",
-                    "models_endpoint": {"method": "DISABLED"},
-                    "static_models": [{"id": "m"}],
-                    "accounts": [{"name": "a", "api_key": "sk-test-0123456789abcdef"}],
-                }
-            },
-        },
-        {},
-    )
-
-
 def make_server(
     store: MemoryStore,
     upstream: Upstream,
@@ -89,7 +71,7 @@ def make_server(
 ) -> Server:
     factory: Callable[..., MemoryStore] = lambda config, report: store  # noqa: E731
     return Server(
-        make_config(api_key=KEY, **server),
+        one_account_config(api_key=KEY, **server),
         host,
         port,
         store_factory=factory,
@@ -115,7 +97,7 @@ HELD_STREAM = (("head", 200), ("chunk", FIRST), ("gate", None), ("chunk", LAST),
 
 def test_an_unauthenticated_listener_beyond_loopback_is_refused() -> None:
     server = Server(
-        make_config(), "0.0.0.0", 8080, store_factory=MemoryStore, upstream_factory=Upstream
+        one_account_config(), "0.0.0.0", 8080, store_factory=MemoryStore, upstream_factory=Upstream
     )
     with pytest.raises(ServeRefused, match=r"0\.0\.0\.0 without a server key.*server\.api_key"):
         server.check()
@@ -133,7 +115,11 @@ def test_an_unauthenticated_listener_beyond_loopback_is_refused() -> None:
 )
 def test_loopback_a_key_or_an_explicit_opt_out_may_listen(host: str, server: Any) -> None:
     Server(
-        make_config(**server), host, 8080, store_factory=MemoryStore, upstream_factory=Upstream
+        one_account_config(**server),
+        host,
+        8080,
+        store_factory=MemoryStore,
+        upstream_factory=Upstream,
     ).check()
 
 

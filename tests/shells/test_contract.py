@@ -395,24 +395,12 @@ def test_now_reads_the_loop_clock_and_the_wall_clock() -> None:
 async def test_a_real_pool_serves_a_request_through_the_driver() -> None:
     import json
 
-    from eggpool.core.config import parse_config
     from eggpool.core.effects import RequestFinalized
     from eggpool.core.events import ClientRequestReceived, StateLoaded
     from eggpool.core.pool import Pool
+    from tests.helpers.loopback import one_account_config
 
-    config = parse_config(
-        {
-            "providers": {
-                "p": {
-                    "base_url": "https://api.example.test/v1",
-                    "models_endpoint": {"method": "DISABLED"},
-                    "static_models": [{"id": "m"}],
-                    "accounts": [{"name": "a", "api_key": "sk-test-0123456789abcdef"}],
-                }
-            }
-        },
-        {},
-    )
+    config = one_account_config()
     answer = json.dumps(
         {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 3}}
     ).encode()

@@ -11,12 +11,19 @@ import h11
 import pytest
 from anyio.abc import SocketStream
 
-from eggpool.core.config import parse_config
 from eggpool.core.events import StateLoaded
 from eggpool.core.pool import Pool
 from eggpool.shells._contract import Driver
 from eggpool.shells.asyncio_shell.server import MAX_BODY_BYTES, MAX_HEADER_BYTES, serve_connection
-from tests.helpers.loopback import CHAT, KEY, PLAIN, Records, Upstream, client
+from tests.helpers.loopback import (
+    CHAT,
+    KEY,
+    PLAIN,
+    Records,
+    Upstream,
+    client,
+    one_account_config,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -28,20 +35,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 @asynccontextmanager
 async def served(upstream: Upstream, store: Records) -> AsyncIterator[int]:
-    config = parse_config(
-        {
-            "server": {"api_key": KEY},
-            "providers": {
-                "p": {
-                    "base_url": "https://api.example.test/v1",
-                    "models_endpoint": {"method": "DISABLED"},
-                    "static_models": [{"id": "m"}],
-                    "accounts": [{"name": "a", "api_key": "sk-test-0123456789abcdef"}],
-                }
-            },
-        },
-        {},
-    )
+    config = one_account_config(api_key=KEY)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     async with listener, anyio.create_task_group() as group:
         driver = Driver(Pool(config, now=_now()), upstream=upstream, store=store)
