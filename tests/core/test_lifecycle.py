@@ -289,6 +289,26 @@ def test_upstream_credentials_replace_the_clients() -> None:
     assert names["accept-encoding"] == "identity"
 
 
+def test_client_headers_are_forwarded_except_credentials_and_hop_by_hop() -> None:
+    d = Driver()
+    _, effects = d.request(
+        chat(),
+        headers=(
+            ("anthropic-beta", "prompt-caching-2024-07-31"),
+            ("user-agent", "OpenAI/Python 1.0"),
+            ("cookie", "session=secret"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "hop"),
+            ("transfer-encoding", "chunked"),
+        ),
+    )
+    (upstream,) = opened(effects)
+    names = [name.lower() for name, _ in upstream.headers]
+    assert {"anthropic-beta", "user-agent"} <= set(names)
+    assert not {"cookie", "connection", "x-private", "transfer-encoding"} & set(names)
+    assert names.count("authorization") == 1  # the account's, not the client's
+
+
 def test_stream_success_strips_the_usage_chunk_the_client_did_not_ask_for() -> None:
     d = Driver()
     request_id, effects = d.request(chat(stream=True))
