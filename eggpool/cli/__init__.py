@@ -53,9 +53,17 @@ class _State:
 )
 @click.pass_context
 def cli(ctx: click.Context, config_option: str | None) -> None:
-    """EggPool: one OpenAI- and Anthropic-compatible endpoint in front of many LLM accounts."""
-    ctx.obj = _State(config_option)
+    """EggPool: one OpenAI- and Anthropic-compatible endpoint in front of many LLM accounts.
+
+    Without a COMMAND, `eggpool` runs `serve` when it finds a config file and
+    prints this help when it does not.
+    """
+    ctx.obj = state = _State(config_option)
     if ctx.invoked_subcommand is None:
+        # As in the reference, `eggpool` alone serves, once there is a config to serve.
+        if state.location().path.is_file():
+            ctx.invoke(serve, host=None, port=None, backend="asyncio")
+            return
         click.echo(ctx.get_help())
 
 

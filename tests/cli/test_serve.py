@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -170,3 +171,26 @@ def test_serve_refuses_an_open_listener_without_a_key(tmp_path: Path, provider_u
 def provider_url() -> Iterator[str]:
     with origin() as provider:
         yield provider.url
+
+
+def test_eggpool_alone_serves_when_a_config_is_found(tmp_path: Path, provider_url: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, provider_url, server=f"port = {port}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eggpool", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert f"url=http://127.0.0.1:{port}" in first
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=20)
+        assert process.returncode == 0, rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)

@@ -138,33 +138,30 @@ class Server:
         except BaseException:
             await close_store(store)
             raise
-        async with listener, anyio.create_task_group() as group:
-            await group.start(driver.run)
-            driver.feed(_state_loaded(driver, loaded))
+        try:
+            async with listener, anyio.create_task_group() as group:
+                await group.start(driver.run)
+                driver.feed(_state_loaded(driver, loaded))
 
-            async def handle(stream: SocketStream) -> None:
-                peer = stream.extra(anyio.abc.SocketAttribute.remote_address, "")
-                await serve_connection(stream, driver, peer=str(peer[0]) if peer else "")
+                async def handle(stream: SocketStream) -> None:
+                    peer = stream.extra(anyio.abc.SocketAttribute.remote_address, "")
+                    await serve_connection(stream, driver, peer=str(peer[0]) if peer else "")
 
-            serving = anyio.CancelScope()
-
-            async def serve() -> None:
-                with serving:
-                    await listener.serve(handle)
-
-            group.start_soon(serve)
-            group.start_soon(self._signals)
-            task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-            await self._stop.wait()
-            _logger.info("shutting down: waiting up to %ss for streams to finish", self.grace)
-            driver.feed(ShutdownRequested(now=driver.now(), grace=self.grace))
-            with anyio.move_on_after(self.grace + 2.0):
-                while pool.in_flight:
-                    await anyio.sleep(0.05)
-            serving.cancel()
+                group.start_soon(listener.serve, handle)
+                group.start_soon(self._signals)
+                task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+                await self._stop.wait()
+                _logger.info("shutting down: waiting up to %ss for streams to finish", self.grace)
+                driver.feed(ShutdownRequested(now=driver.now(), grace=self.grace))
+                with anyio.move_on_after(self.grace + 2.0):
+                    while pool.in_flight:
+                        await anyio.sleep(0.05)
+                # Everything stops before the store closes: a model listing that lands now
+                # must find the loop gone, not a closed store.
+                group.cancel_scope.cancel()
+        finally:
             await _aclose(driver.upstream)
             await close_store(store)
-            group.cancel_scope.cancel()
         _logger.info("stopped")
 
     def stop(self) -> None:
