@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_serve import BENCHMARKS as SERVE_BENCHMARKS  # noqa: E402
 from bench_upstream import BENCHMARKS as UPSTREAM_BENCHMARKS  # noqa: E402
 
 from eggpool.core.catalog import Catalog, ModelListFailure, parse_model_list  # noqa: E402
@@ -341,6 +342,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     "pool_request": lambda: bench_pool(0),
     "pool_stream_20": lambda: bench_pool(20),
     **UPSTREAM_BENCHMARKS,
+    **SERVE_BENCHMARKS,
 }
 
 

@@ -82,6 +82,7 @@ from eggpool.core.events import (
     UpstreamBodyEnded,
     UpstreamFailed,
 )
+from eggpool.simulated.provider import FakeProvider, Step, UpstreamEvent
 from tests.helpers.client import (
     ANTHROPIC_PATH,
     DEFAULT_HEADERS,
@@ -93,7 +94,6 @@ from tests.helpers.client import (
     messages_body,
     request_event,
 )
-from eggpool.simulated.provider import FakeProvider, Step, UpstreamEvent
 
 __all__ = [
     "ANTHROPIC_PATH",
