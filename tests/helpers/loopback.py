@@ -99,6 +99,15 @@ class Client:
         out += self.h11.send(h11.EndOfMessage()) or b""
         await self.stream.send(out)
 
+    async def first_data(self) -> bytes:
+        """Read until the response's first body bytes arrive (a stream's first event)."""
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                self.h11.receive_data(await self.stream.receive())
+            elif isinstance(event, h11.Data):
+                return bytes(event.data)
+
     async def response(self) -> tuple[int, dict[str, str], list[bytes]]:
         status, headers, chunks = 0, {}, []
         while True:

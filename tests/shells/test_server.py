@@ -127,8 +127,8 @@ async def test_a_client_that_hangs_up_mid_stream_aborts_the_upstream() -> None:
     async with served(upstream, store) as port:
         async with client(port) as c:
             await c.request("/v1/chat/completions", {**CHAT, "stream": True})
-            while not isinstance(c.h11.next_event(), h11.Data):
-                c.h11.receive_data(await c.stream.receive())
+            with anyio.fail_after(5):
+                await c.first_data()
         with anyio.fail_after(5):
             while not store.finals():
                 await anyio.sleep(0.01)

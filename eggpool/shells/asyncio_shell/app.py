@@ -145,7 +145,10 @@ class Server:
 
                 async def handle(stream: SocketStream) -> None:
                     peer = stream.extra(anyio.abc.SocketAttribute.remote_address, "")
-                    await serve_connection(stream, driver, peer=str(peer[0]) if peer else "")
+                    try:
+                        await serve_connection(stream, driver, peer=str(peer[0]) if peer else "")
+                    except Exception:  # one connection's bug must not stop the server
+                        _logger.exception("a client connection failed")
 
                 group.start_soon(listener.serve, handle)
                 group.start_soon(self._signals)

@@ -31,12 +31,13 @@ import anyio
 import attrs
 import h11
 from anyio.abc import ByteStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from eggpool.core.config import Protocol
 from eggpool.core.effects import RespondBody, RespondEnd, RespondHead
 from eggpool.core.errors import LocalFailure, render_error
 from eggpool.core.events import ClientRequestReceived
-from eggpool.shells._contract import Driver
+from eggpool.shells._contract import ClientMessage, Driver
 
 __all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "REQUEST_TIMEOUT", "serve_connection"]
 
@@ -47,6 +48,7 @@ REQUEST_TIMEOUT = 60.0
 KEEPALIVE_TIMEOUT = 75.0
 """Seconds an idle keep-alive connection is kept open waiting for the next request."""
 _READ = 65536
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
 class _ClientLeft(Exception):
@@ -134,6 +136,10 @@ async def _read_request(stream: ByteStream, connection: h11.Connection) -> _Requ
                 return _Request(
                     method, target, headers, LocalFailure.body_too_large(MAX_BODY_BYTES)
                 )
+            if connection.they_are_waiting_for_100_continue:  # curl, for bodies over 1 MiB
+                await stream.send(
+                    connection.send(h11.InformationalResponse(status_code=100, headers=[]))
+                )
         elif isinstance(event, h11.Data):
             body += event.data
             if len(body) > MAX_BODY_BYTES:
@@ -147,9 +153,10 @@ async def _read_request(stream: ByteStream, connection: h11.Connection) -> _Requ
 
 
 async def _receive(stream: ByteStream) -> bytes:
+    """The next bytes from the client; b"" once it closed, reset or the stream broke."""
     try:
         return await stream.receive(_READ)
-    except anyio.EndOfStream:
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         return b""
 
 
@@ -207,18 +214,23 @@ async def _proxy(
             client=peer,
         )
     )
+    left = False
     with messages:
+        # Nothing is raised out of this group on purpose: anyio would wrap it in an
+        # ExceptionGroup that no `except` of the connection loop matches.
         async with anyio.create_task_group() as group:
             group.start_soon(
                 _watch_disconnect, stream, connection, driver, request_id, group.cancel_scope
             )
             try:
                 async for message in messages:
-                    await _write(stream, connection, message)
+                    await _write(stream, connection, _with_queued(message, messages))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 driver.client_gone(request_id)
-                raise _ClientLeft from None
+                left = True
             group.cancel_scope.cancel()
+    if left:
+        raise _ClientLeft
 
 
 async def _watch_disconnect(
@@ -237,18 +249,38 @@ async def _watch_disconnect(
     scope.cancel()
 
 
-async def _write(stream: ByteStream, connection: h11.Connection, message: object) -> None:
-    if isinstance(message, RespondHead):
-        headers = [(name, value) for name, value in message.headers]
-        data = connection.send(h11.Response(status_code=message.status, headers=headers))
-    elif isinstance(message, RespondBody):
-        data = connection.send(h11.Data(data=message.data))
-    elif isinstance(message, RespondEnd):
-        data = connection.send(h11.EndOfMessage())
-    else:  # pragma: no cover - the stream only carries these three
-        return
+def _with_queued(
+    first: ClientMessage, messages: MemoryObjectReceiveStream[ClientMessage]
+) -> list[ClientMessage]:
+    """`first` and every message already queued behind it: written with one send."""
+    batch = [first]
+    while True:
+        try:
+            batch.append(messages.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return batch
+
+
+async def _write(
+    stream: ByteStream, connection: h11.Connection, batch: list[ClientMessage]
+) -> None:
+    """Frame `batch` with h11 and send it at once. A whole response in one batch (a plain
+    answer, a local error) gets a content-length instead of chunked framing."""
+    whole = isinstance(batch[0], RespondHead) and isinstance(batch[-1], RespondEnd)
+    data = bytearray()
+    for message in batch:
+        if isinstance(message, RespondHead):
+            headers = list(message.headers)
+            if whole and not any(name.lower() in _FRAMING for name, _ in headers):
+                size = sum(len(m.data) for m in batch if isinstance(m, RespondBody))
+                headers.append(("content-length", str(size)))
+            data += connection.send(h11.Response(status_code=message.status, headers=headers))
+        elif isinstance(message, RespondBody):
+            data += connection.send(h11.Data(data=message.data)) or b""
+        elif isinstance(message, RespondEnd):
+            data += connection.send(h11.EndOfMessage()) or b""
     if data:
-        await stream.send(data)
+        await stream.send(bytes(data))
 
 
 async def _send_whole(
