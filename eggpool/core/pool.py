@@ -172,7 +172,9 @@ class Pool:
     def _client_request(self, event: ClientRequestReceived) -> list[Effect]:
         path, method = event.path, event.method.upper()
         protocol = _PROTOCOL_PATHS.get(path)
-        shape = protocol or Protocol.OPENAI
+        # Errors speak the caller's protocol: Anthropic's under /v1/messages/ (count_tokens...).
+        anthropic_family = path.startswith("/v1/messages/")
+        shape = protocol or (Protocol.ANTHROPIC if anthropic_family else Protocol.OPENAI)
         if path == "/v1/healthz":
             return _json(event.request_id, 200, {"status": "ok"})
         if path == "/v1/readyz":

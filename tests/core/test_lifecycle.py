@@ -252,6 +252,14 @@ def test_a_request_refused_before_routing_is_logged_too() -> None:
     assert "wrong-key" not in repr(line)
 
 
+def test_an_unknown_path_under_messages_gets_an_anthropic_shaped_404() -> None:
+    d = Driver()
+    d.request({"model": "c", "messages": []}, path="/v1/messages/count_tokens")
+    status, body, ended = d.client("r1")
+    assert (status, ended) == (404, True)
+    assert json.loads(body)["type"] == "error"  # Anthropic's envelope, not OpenAI's
+
+
 def test_access_log_off_writes_no_line() -> None:
     d = Driver(config(server={"api_key": SERVER_KEY, "access_log": False}))
     _, effects = d.request(chat())
