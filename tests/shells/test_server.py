@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -14,6 +15,7 @@ from anyio.abc import SocketStream
 from eggpool.core.events import StateLoaded
 from eggpool.core.pool import Pool
 from eggpool.shells._contract import Driver
+from eggpool.shells.asyncio_shell import server
 from eggpool.shells.asyncio_shell.server import MAX_BODY_BYTES, MAX_HEADER_BYTES, serve_connection
 from tests.helpers.loopback import (
     CHAT,
@@ -171,3 +173,82 @@ async def test_oversize_headers_are_431_and_the_pool_never_sees_them() -> None:
                 reply = await stream.receive()
     assert reply.startswith(b"HTTP/1.1 431")
     assert store.records == []
+
+
+async def test_pipelined_requests_are_answered_in_order_on_one_connection() -> None:
+    store = Records()
+    upstream = Upstream(("gate", None), ("head", 200), ("chunk", PLAIN), ("end", None))
+    async with served(upstream, store) as port:
+        async with client(port) as c:
+            body = json.dumps(CHAT).encode()
+            one = (
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                + f"authorization: Bearer {KEY}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            # The second request arrives while the first waits for its upstream.
+            await c.stream.send(one)
+            await anyio.sleep(0.05)
+            await c.stream.send(one)
+            await anyio.sleep(0.05)
+            upstream.gate.set()
+            answers = []
+            leftover = b""
+            with anyio.fail_after(5):
+                for _ in range(2):
+                    c.h11 = h11.Connection(h11.CLIENT)  # a parser per answer: h11 won't pipeline
+                    c.h11.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+                    c.h11.send(h11.EndOfMessage())
+                    if leftover:  # b"" would mean EOF to h11
+                        c.h11.receive_data(leftover)
+                    status, headers, chunks = await c.response()
+                    leftover = c.h11.trailing_data[0]
+                    answers.append((status, b"".join(chunks), headers["x-eggpool-request-id"]))
+    assert [(status, body) for status, body, _ in answers] == [(200, PLAIN), (200, PLAIN)]
+    assert answers[0][2] != answers[1][2]
+    assert [f.outcome for f in store.finals()] == ["completed", "completed"]
+
+
+async def test_a_client_that_hangs_up_before_any_answer_aborts_the_upstream() -> None:
+    store = Records()
+    upstream = Upstream(("gate", None), ("head", 200), ("chunk", PLAIN), ("end", None))
+    async with served(upstream, store) as port:
+        async with client(port) as c:
+            await c.request("/v1/chat/completions", CHAT)
+            await anyio.sleep(0.05)  # the attempt is waiting upstream when the client leaves
+        with anyio.fail_after(5):
+            while not store.finals():
+                await anyio.sleep(0.01)
+    assert [f.outcome for f in store.finals()] == ["cancelled"]
+    assert upstream.cancelled == 1
+
+
+async def test_idle_and_slow_clients_are_disconnected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "KEEPALIVE_TIMEOUT", 0.2)
+    monkeypatch.setattr(server, "REQUEST_TIMEOUT", 0.3)
+    store = Records()
+    async with served(Upstream(("head", 200), ("chunk", PLAIN), ("end", None)), store) as port:
+        # Idle after one answered request: closed after the keep-alive timeout.
+        async with client(port) as c:
+            await c.request("/v1/chat/completions", CHAT)
+            assert (await c.response())[0] == 200
+            with anyio.fail_after(5):
+                assert await _until_closed(c.stream) == b""
+        # A head that never ends: closed after the request timeout, unanswered.
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+            start = anyio.current_time()
+            with anyio.fail_after(5):
+                assert await _until_closed(stream) == b""
+            assert anyio.current_time() - start >= 0.15
+    assert [f.outcome for f in store.finals()] == ["completed"]
+
+
+async def _until_closed(stream: SocketStream) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while True:
+        try:
+            received += await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            return received

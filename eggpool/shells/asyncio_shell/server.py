@@ -3,17 +3,23 @@
 Theory of operation. One task per client connection owns one
 `h11.Connection`. It reads a whole request (headers within `MAX_HEADER_BYTES`,
 a body within `MAX_BODY_BYTES`, both before `REQUEST_TIMEOUT`), hands it to
-the `Driver` as one `ClientRequestReceived` (request id and entropy from
-`secrets`), and writes what the Driver's per-request stream delivers:
+the `Driver` as one `ClientRequestReceived` (request id and routing entropy
+from a generator seeded by the OS: unique, not secret, and one `os.urandom`
+per request cheaper), and writes what the Driver's per-request stream delivers:
 `RespondHead` becomes an `h11.Response` (chunked unless the body is
 complete), each `RespondBody` an `h11.Data` sent at once (streams flow
 through with no added buffering), `RespondEnd` the end of the message.
 Then the connection serves its next request (keep-alive) or closes.
 
-While a response is being written, a second task watches the socket: if
-the client closes it, the Driver learns it as `client_gone` (and the Pool
-aborts the upstream at once). A write that fails means the same. Bytes
-that arrive early (a pipelined next request) are kept for the next cycle.
+One reading task per connection (`_Reader`) receives the client's bytes for
+the whole life of the connection and keeps them until the request loop
+takes them, so a client that hangs up while its answer is being written is
+noticed at once: the Driver learns it as `client_gone` (and the Pool aborts
+the upstream). A write that fails means the same. Bytes that arrive early
+(a pipelined next request) wait for the next cycle; the reader stops
+reading once `_READ_AHEAD` bytes wait, so a client cannot make it buffer
+more. A long-lived reader instead of a watcher per request saves a task,
+a task group and an epoll registration on every request.
 
 A body over the limit is answered 413 in the endpoint's error shape, read
 or not: by its Content-Length before reading, or as soon as the count
@@ -24,7 +30,7 @@ plain 400 and the connection closes; the Pool never sees it.
 from __future__ import annotations
 
 import contextlib
-import secrets
+import random
 from collections.abc import Callable
 
 import anyio
@@ -48,6 +54,8 @@ REQUEST_TIMEOUT = 60.0
 KEEPALIVE_TIMEOUT = 75.0
 """Seconds an idle keep-alive connection is kept open waiting for the next request."""
 _READ = 65536
+_READ_AHEAD = 65536
+"""Bytes of a pipelined next request kept while an answer is written; then reading stops."""
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
@@ -60,25 +68,99 @@ async def serve_connection(
     driver: Driver,
     *,
     peer: str = "",
-    new_id: Callable[[], str] = lambda: secrets.token_hex(8),
+    new_id: Callable[[], str] | None = None,
 ) -> None:
     """Serve every request of one client connection, then close it."""
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+    reader = _Reader(stream)
+    next_id = new_id or _new_id
     try:
-        while True:
-            request = await _read_request(stream, connection)
-            if request is None:
-                return
-            await _proxy(stream, connection, driver, request, request_id=new_id(), peer=peer)
-            if connection.our_state is h11.MUST_CLOSE or connection.their_state is h11.MUST_CLOSE:
-                return
-            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
-                return
-            connection.start_next_cycle()
-    except (_ClientLeft, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        return
+        async with anyio.create_task_group() as group:
+            group.start_soon(reader.run)
+            with contextlib.suppress(
+                _ClientLeft, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError
+            ):
+                await _serve(stream, connection, reader, driver, new_id=next_id, peer=peer)
+            group.cancel_scope.cancel()
     finally:
         await _close(stream)
+
+
+async def _serve(
+    stream: ByteStream,
+    connection: h11.Connection,
+    reader: _Reader,
+    driver: Driver,
+    *,
+    new_id: Callable[[], str],
+    peer: str,
+) -> None:
+    while True:
+        request = await _read_request(stream, connection, reader)
+        if request is None:
+            return
+        await _proxy(stream, connection, reader, driver, request, request_id=new_id(), peer=peer)
+        if connection.our_state is h11.MUST_CLOSE or connection.their_state is h11.MUST_CLOSE:
+            return
+        if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
+            return
+        connection.start_next_cycle()
+
+
+_ids = random.Random()  # seeded from os.urandom; ids must be unique, not secret
+
+
+def _new_id() -> str:
+    return f"{_ids.getrandbits(64):016x}"
+
+
+class _Reader:
+    """The connection's reading task: the client's bytes, kept until `take` asks for them.
+
+    `on_eof` (set while an answer is written) is called when the client hangs up or
+    resets the connection."""
+
+    __slots__ = ("_arrived", "_room", "eof", "on_eof", "pending", "size", "stream")
+
+    def __init__(self, stream: ByteStream) -> None:
+        self.stream = stream
+        self.pending: list[bytes] = []
+        self.size = 0
+        self.eof = False
+        self.on_eof: Callable[[], None] | None = None
+        self._arrived = anyio.Event()
+        self._room = anyio.Event()
+
+    async def run(self) -> None:
+        while True:
+            if self.size >= _READ_AHEAD:
+                self._room = anyio.Event()
+                await self._room.wait()
+                continue
+            data = await _receive(self.stream)
+            if not data:
+                self.eof = True
+                self._arrived.set()
+                if self.on_eof is not None:
+                    self.on_eof()
+                return
+            self.pending.append(data)
+            self.size += len(data)
+            self._arrived.set()
+
+    async def take(self) -> bytes:
+        """Every byte that arrived since the last call, after waiting for one if none did;
+        b"" once the client closed."""
+        while not self.pending:
+            if self.eof:
+                return b""
+            self._arrived = anyio.Event()
+            await self._arrived.wait()
+        data = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
+        self.pending.clear()
+        self.size = 0
+        self._room.set()
+        return data
 
 
 async def _close(stream: ByteStream) -> None:
@@ -98,58 +180,58 @@ class _Request:
     body: bytes | LocalFailure  # a failure: answered locally (413) without the Pool
 
 
-async def _read_request(stream: ByteStream, connection: h11.Connection) -> _Request | None:
+async def _read_request(
+    stream: ByteStream, connection: h11.Connection, reader: _Reader
+) -> _Request | None:
     """The next whole request, or None when the client closed between requests."""
     first = True
     method = target = ""
     headers: tuple[tuple[str, str], ...] = ()
     body = bytearray()
-    too_large = False
-    timeout = KEEPALIVE_TIMEOUT
-    while True:
-        try:
-            event = connection.next_event()
-        except h11.RemoteProtocolError as exc:
-            await _reject(stream, connection, exc.error_status_hint)
-            return None
-        if event is h11.NEED_DATA:
-            with anyio.move_on_after(timeout) as waited:
-                data = await _receive(stream)
-            if waited.cancelled_caught:
-                return None  # idle or too slow: close quietly
-            connection.receive_data(data)
-            if not data and first:
+    # One scope for the whole request: idle keep-alive first, then the request's own limit.
+    with anyio.move_on_after(KEEPALIVE_TIMEOUT) as waited:
+        while True:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError as exc:
+                await _reject(stream, connection, exc.error_status_hint)
                 return None
-            continue
-        if isinstance(event, h11.Request):
-            first = False
-            timeout = REQUEST_TIMEOUT
-            method = event.method.decode("ascii", "replace")
-            target = event.target.decode("ascii", "replace")
-            headers = tuple(
-                (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
-            )
-            length = _content_length(headers)
-            too_large = length is not None and length > MAX_BODY_BYTES
-            if too_large:
-                # Answer without reading: the client is told at once (and h11 closes after).
-                return _Request(
-                    method, target, headers, LocalFailure.body_too_large(MAX_BODY_BYTES)
+            if event is h11.NEED_DATA:
+                data = await reader.take()
+                connection.receive_data(data)
+                if not data and first:
+                    return None
+                continue
+            if isinstance(event, h11.Request):
+                first = False
+                waited.deadline = anyio.current_time() + REQUEST_TIMEOUT
+                method = event.method.decode("ascii", "replace")
+                target = event.target.decode("ascii", "replace")
+                headers = tuple(
+                    (name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in event.headers
                 )
-            if connection.they_are_waiting_for_100_continue:  # curl, for bodies over 1 MiB
-                await stream.send(
-                    connection.send(h11.InformationalResponse(status_code=100, headers=[]))
-                )
-        elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > MAX_BODY_BYTES:
-                return _Request(
-                    method, target, headers, LocalFailure.body_too_large(MAX_BODY_BYTES)
-                )
-        elif isinstance(event, h11.EndOfMessage):
-            return _Request(method, target, headers, bytes(body))
-        elif isinstance(event, h11.ConnectionClosed):
-            return None
+                length = _content_length(headers)
+                if length is not None and length > MAX_BODY_BYTES:
+                    # Answer without reading: the client is told at once (and h11 closes after).
+                    return _Request(
+                        method, target, headers, LocalFailure.body_too_large(MAX_BODY_BYTES)
+                    )
+                if connection.they_are_waiting_for_100_continue:  # curl, bodies over 1 MiB
+                    await stream.send(
+                        connection.send(h11.InformationalResponse(status_code=100, headers=[]))
+                    )
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY_BYTES:
+                    return _Request(
+                        method, target, headers, LocalFailure.body_too_large(MAX_BODY_BYTES)
+                    )
+            elif isinstance(event, h11.EndOfMessage):
+                return _Request(method, target, headers, bytes(body))
+            elif isinstance(event, h11.ConnectionClosed):
+                return None
+    return None  # idle or too slow: close quietly
 
 
 async def _receive(stream: ByteStream) -> bytes:
@@ -188,6 +270,7 @@ def _content_length(headers: tuple[tuple[str, str], ...]) -> int | None:
 async def _proxy(
     stream: ByteStream,
     connection: h11.Connection,
+    reader: _Reader,
     driver: Driver,
     request: _Request,
     *,
@@ -206,7 +289,7 @@ async def _proxy(
         ClientRequestReceived(
             now=driver.now(),
             request_id=request_id,
-            entropy=secrets.randbits(64),
+            entropy=_ids.getrandbits(64),
             method=request.method,
             path=path,
             headers=request.headers,
@@ -214,39 +297,24 @@ async def _proxy(
             client=peer,
         )
     )
-    left = False
-    with messages:
-        # Nothing is raised out of this group on purpose: anyio would wrap it in an
-        # ExceptionGroup that no `except` of the connection loop matches.
-        async with anyio.create_task_group() as group:
-            group.start_soon(
-                _watch_disconnect, stream, connection, driver, request_id, group.cancel_scope
-            )
-            try:
-                async for message in messages:
-                    await _write(stream, connection, _with_queued(message, messages))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                driver.client_gone(request_id)
-                left = True
-            group.cancel_scope.cancel()
-    if left:
+
+    def gone() -> None:  # ends the loop below: the Driver closes this request's stream
+        driver.client_gone(request_id)
+
+    if reader.eof:
+        gone()
+    reader.on_eof = gone
+    try:
+        with messages:
+            async for message in messages:
+                await _write(stream, connection, _with_queued(message, messages))
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        gone()
+        raise _ClientLeft from None
+    finally:
+        reader.on_eof = None
+    if reader.eof and connection.our_state is not h11.DONE:
         raise _ClientLeft
-
-
-async def _watch_disconnect(
-    stream: ByteStream,
-    connection: h11.Connection,
-    driver: Driver,
-    request_id: str,
-    scope: anyio.CancelScope,
-) -> None:
-    """While the answer is written, notice a client that hangs up."""
-    data = await _receive(stream)
-    if data:
-        connection.receive_data(data)  # an early next request: keep it for the next cycle
-        await anyio.sleep_forever()
-    driver.client_gone(request_id)
-    scope.cancel()
 
 
 def _with_queued(
