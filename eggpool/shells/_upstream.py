@@ -244,7 +244,6 @@ class UpstreamClient:
         stack = self._idle.setdefault(connection.key, [])
         if len(stack) >= self._max_keepalive:
             return [connection]
-        connection.h11.start_next_cycle()
         connection.idle_since = anyio.current_time()
         stack.append(connection)
         self._idle_order[connection] = None

@@ -6,11 +6,15 @@ module only feeds it bytes and turns what it says (or raises) into the
 are not h11's:
 
 - *Bodies are streamed, never accumulated.* Each network read (at most
-  64 KiB) becomes at most one `chunk()`: h11 cuts a read into many `Data`
-  events (one per chunk of a chunked body) and those are joined, because
-  every `chunk()` costs the core an event. Nothing ever waits for more
-  bytes before delivering what it has, and what arrived intact before a
-  failure is delivered before the failure is reported.
+  64 KiB) becomes at most one `chunk()`, because every `chunk()` costs the
+  core an event. A chunked body (what providers stream SSE in) is decoded
+  by `ChunkedDecoder` (`_upstream_chunked.py`) straight from the reads: h11
+  would cut a read into one `Data` event per chunk, at several times the
+  cost, and its state machine is replaced by a fresh one when the
+  connection is reused. Other bodies go through h11, their `Data` events
+  joined per read. Nothing ever waits for more bytes before delivering
+  what it has, and what arrived intact before a failure is delivered
+  before the failure is reported.
 - *Stale connections.* A pooled connection the server closed while idle
   fails with EOF or a reset before any byte of the response. That raises
   `Stale` (only for reused connections) and the caller sends the request
@@ -47,6 +51,7 @@ from anyio.abc import ByteStream
 from eggpool.core.config import ProxyUrl
 from eggpool.core.retry import TransportFailure
 from eggpool.core.secret import Secret
+from eggpool.shells._upstream_chunked import ChunkedDecoder
 from eggpool.shells._upstream_connect import Target, TransportError
 
 if TYPE_CHECKING:  # the public types live in _upstream.py, which imports this module
@@ -96,14 +101,17 @@ class _Wire:
         self.eof = False
 
     async def fill(self) -> None:
+        self.connection.h11.receive_data(await self.read())
+
+    async def read(self) -> bytes:
+        """The next bytes from the server; b"" at EOF."""
         try:
             data = await self.connection.stream.receive(_READ_SIZE)
         except anyio.EndOfStream:
-            data = b""
             self.eof = True
-        else:
-            self.received = True
-        self.connection.h11.receive_data(data)
+            return b""
+        self.received = True
+        return data
 
 
 # Errors a read can raise for reasons of the peer's; everything else is ours.
@@ -165,24 +173,76 @@ async def exchange(
         tuple((name.decode("ascii"), value.decode("latin-1")) for name, value in response.headers),
     )
 
-    finished = False
+    state = connection.h11
+    chunked = _is_chunked(request.method, response)
+    # h11 has made its keep-alive decision on the head: DONE now means "may be reused".
+    keep_alive = state.our_state is h11.DONE
+    read_body = _read_chunked if chunked else _read_body
+    finished = clean = False
     try:
         if request.idle_timeout is None:
-            await _read_body(wire, receiver, None, 0.0)
+            clean = await read_body(wire, receiver, None, 0.0)
             finished = True
         else:
             with anyio.move_on_after(request.idle_timeout) as scope:
-                await _read_body(wire, receiver, scope, request.idle_timeout)
+                clean = await read_body(wire, receiver, scope, request.idle_timeout)
                 finished = True
     except _READ_ERRORS as exc:
         raise _read_failure(exc, wire, target, "response body") from None
+    except _ChunkedFailure as exc:
+        failure = _F.CLOSED if wire.eof else _F.MALFORMED
+        raise TransportError(failure, f"{target.authority}: {exc} in the response body") from None
     if not finished:
         raise TransportError(
             _F.IDLE_TIMEOUT,
             f"{target.authority}: no body data for {request.idle_timeout:g}s",
         )
-    state = connection.h11
-    return not connection.broken and state.our_state is h11.DONE and state.their_state is h11.DONE
+    if connection.broken or not clean:
+        return False
+    if chunked:  # h11 never saw this body: a fresh state machine serves the next request
+        if not keep_alive:
+            return False
+        connection.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+        return True
+    if state.our_state is h11.DONE and state.their_state is h11.DONE:
+        state.start_next_cycle()
+        return True
+    return False
+
+
+def _is_chunked(method: str, response: h11.Response) -> bool:
+    """Whether h11 would read this response's body as chunked (RFC 9112 section 6.3);
+    h11 has already refused any transfer-coding but chunked."""
+    status = response.status_code
+    if method == "HEAD" or status in (204, 304) or (method == "CONNECT" and status < 300):
+        return False
+    return any(name == b"transfer-encoding" for name, _ in response.headers)
+
+
+class _ChunkedFailure(Exception):
+    pass
+
+
+async def _read_chunked(
+    wire: _Wire, receiver: Receiver, scope: anyio.CancelScope | None, idle: float
+) -> bool:
+    """Report a chunked body, decoded by `ChunkedDecoder` from the bytes h11 holds past the
+    head and every later read; True unless bytes followed the body."""
+    decoder = ChunkedDecoder(_MAX_HEAD)
+    data = wire.connection.h11.trailing_data[0]
+    while True:
+        body = decoder.feed(data)
+        if body:  # what did arrive intact is delivered before any failure
+            receiver.chunk(body)
+        if decoder.error is not None:
+            raise _ChunkedFailure(decoder.error)
+        if decoder.done:
+            return not decoder.extra
+        data = await wire.read()
+        if not data:
+            raise _ChunkedFailure("closed before the end")
+        if scope is not None:
+            scope.deadline = anyio.current_time() + idle
 
 
 async def _read_head(wire: _Wire) -> h11.Response:
@@ -199,7 +259,7 @@ async def _read_head(wire: _Wire) -> h11.Response:
 
 async def _read_body(
     wire: _Wire, receiver: Receiver, scope: anyio.CancelScope | None, idle: float
-) -> None:
+) -> bool:
     """Report the body; `scope` (if any) gets a deadline `idle` seconds after each read."""
     state = wire.connection.h11
     pending: list[bytes] = []
@@ -221,7 +281,7 @@ async def _read_body(
             if scope is not None:
                 scope.deadline = anyio.current_time() + idle
         elif type(event) is h11.EndOfMessage:
-            return
+            return True
         else:
             raise h11.RemoteProtocolError("response ended without its end")
 

@@ -915,3 +915,75 @@ async def test_receiver_end_raising_propagates_after_end(client: UpstreamClient)
         with pytest.raises(RuntimeError, match="drive loop"):
             await client.send(get(server.port), recorder)
     assert recorder.kinds == ["head", "chunk", "end"]  # and no failed() after the end
+
+
+# --- chunked bodies (decoded by ChunkedDecoder, not h11) ---------------------------------
+
+
+async def test_chunked_bodies_keep_the_connection_alive(client: UpstreamClient) -> None:
+    async def handler(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            # Extensions, upper-case sizes, a trailer; one write per chunk.
+            await peer.send(CHUNKED_HEAD + b"5;ext=1\r\nhello\r\n")
+            await peer.send(b"6 \r\n world\r\n")
+            await peer.send(b"0\r\nX-Trailer: yes\r\n\r\n")
+
+    async with serve(handler) as server:
+        for _ in range(3):
+            (await fetch(client, get(server.port))).assert_ok(b"hello world")
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            + chunk(b"hello")
+            + CHUNKED_END,
+            id="connection-close",
+        ),
+        pytest.param(CHUNKED_HEAD + chunk(b"hello") + CHUNKED_END + b"junk", id="bytes-after"),
+    ],
+)
+async def test_a_chunked_answer_that_forbids_reuse_is_not_reused(
+    client: UpstreamClient, answer: bytes
+) -> None:
+    async def handler(peer: Peer) -> None:
+        if await peer.read_request() is not None:
+            await peer.send(answer)
+            await peer.wait_closed()
+
+    async with serve(handler) as server:
+        (await fetch(client, get(server.port))).assert_ok()
+        (await fetch(client, get(server.port))).assert_ok()
+    assert server.connections == 2
+
+
+async def test_bad_chunk_framing_after_good_chunks_delivers_them_then_is_malformed(
+    client: UpstreamClient,
+) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(CHUNKED_HEAD + chunk(b"data: one\n\n") + b"5\r\nhelloXX")
+        await peer.wait_closed()
+
+    async with serve(handler) as server:
+        recorder = await fetch(client, get(server.port))
+    assert recorder.body == b"data: one\n\nhello"
+    assert recorder.failure == F.MALFORMED
+    assert "CRLF" in recorder.detail
+
+
+async def test_a_head_request_with_chunked_headers_has_no_body(client: UpstreamClient) -> None:
+    async def handler(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            await peer.send(CHUNKED_HEAD)
+
+    async with serve(handler) as server:
+        request = UpstreamRequest(
+            method="HEAD", url=f"http://127.0.0.1:{server.port}/", headers=()
+        )
+        for _ in range(2):
+            (await fetch(client, request)).assert_ok(b"")
+    assert server.connections == 1
