@@ -213,9 +213,13 @@ class SSEDecoder:
     def _scan(self, data: bytes, out: list[SSEItem]) -> None:
         buf = self._buf + data if self._buf else data
         self._buf = b""
-        if not (self._keep_raw or self._skip_line or self._skip_event or b"\r" in buf):
+        if self._skip_line or self._skip_event or b"\r" in buf:
+            self._scan_any(buf, out)
+        else:
             self._scan_lf(buf, out)
-            return
+
+    def _scan_any(self, buf: bytes, out: list[SSEItem]) -> None:
+        """Every line end (CRLF, CR, LF), skipping in progress: the general rules."""
         pos = 0
         keep_raw = self._keep_raw
         for match in _LINE_END.finditer(buf):
@@ -246,16 +250,25 @@ class SSEDecoder:
 
     def _scan_lf(self, buf: bytes, out: list[SSEItem]) -> None:
         """The common case, LF line ends only and nothing being skipped: the rules of
-        `_scan` + `_line`, with the two lines of nearly every event (`data: ...` and the
-        blank line) inlined. Once something turns oversize, `_scan` takes the rest."""
+        `_scan_any` + `_line`, with the two lines of nearly every event (`data: ...` and the
+        blank line) inlined, and raw bytes taken as slices of `buf` (from `start`) rather
+        than line by line. Once something turns oversize, `_scan_any` takes the rest."""
         lines = buf.split(b"\n")
         rest = lines.pop()
         max_line, max_event = self._max_line, self._max_event
-        for index, line in enumerate(lines):
+        keep_raw = self._keep_raw
+        start = pos = 0  # raw mode: buf[start:pos] is scanned but not yet in self._block
+        for line in lines:
+            pos += len(line) + 1
             if not line:
+                if keep_raw:
+                    self._block += buf[start:pos]
+                    start = pos
                 self._dispatch(out)
                 continue
             if len(line) > max_line:
+                if keep_raw:
+                    self._block += buf[start:pos]
                 self._oversize("line", max_line, out)
             else:
                 if line[:6] == b"data: ":
@@ -267,11 +280,16 @@ class SSEDecoder:
                     self._field(line)
                 if self._data_size <= max_event:
                     continue
+                if keep_raw:
+                    self._block += buf[start:pos]
                 self._oversize("event", max_event, out)
-            remaining = b"".join(later + b"\n" for later in lines[index + 1 :])
-            self._scan(remaining + rest, out)
+            self._scan_any(buf[pos:], out)
             return
+        if keep_raw:
+            self._block += buf[start:pos]
         if len(rest) > max_line:
+            if keep_raw:
+                self._block += rest
             self._oversize("line", max_line, out)
             self._skip_line = True
             rest = b""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from eggpool.core.sse import (
@@ -240,3 +240,35 @@ def test_encoded_events_round_trip(items: list[tuple[str, str | None]]) -> None:
 
 def _lines(text: str) -> list[str]:
     return re.split(r"\r\n|\r|\n", text)
+
+
+class _GeneralRulesOnly(SSEDecoder):
+    """The decoder with its LF-only fast path turned off: the reference for that path."""
+
+    __slots__ = ()
+
+    def _scan_lf(self, buf: bytes, out: list[SSEItem]) -> None:
+        self._scan_any(buf, out)
+
+
+lf_streams = st.lists(lines, max_size=30).map(lambda parts: b"".join(p + b"\n" for p in parts))
+
+
+limits = st.sampled_from([(32, 64), (64, 40), (1 << 20, 4 << 20)])  # (max_line, max_event)
+
+
+@given(lf_streams | streams, cut_points, st.booleans(), limits)
+@example(b"data: " + b"x" * 50 + b"\n\ndata: y\n\n", [], True, (64, 40))  # event cap
+@example(b"data: " + b"x" * 70 + b"\n\ndata: y\n\n", [9], True, (64, 40))  # line cap
+def test_the_fast_path_gives_exactly_what_the_general_rules_give(
+    data: bytes, cuts: list[int], raw: bool, limit: tuple[int, int]
+) -> None:
+    def run(decoder: SSEDecoder) -> list[SSEItem]:
+        points = sorted({c for c in cuts if 0 < c < len(data)})
+        out: list[SSEItem] = []
+        for a, b in zip([0, *points], [*points, len(data)], strict=True):
+            out += decoder.feed(data[a:b])
+        return out + decoder.feed_eof()
+
+    options = {"max_line": limit[0], "max_event": limit[1], "keep_raw": raw}
+    assert run(SSEDecoder(**options)) == run(_GeneralRulesOnly(**options))  # type: ignore[arg-type]
