@@ -22,6 +22,7 @@ import re
 __all__ = ["ChunkedDecoder"]
 
 _SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
+_HEX = b"0123456789abcdefABCDEF"
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
 
@@ -86,11 +87,23 @@ class ChunkedDecoder:
                 line = data[position:line_end]
                 position = line_end + 2
                 if state == _SIZE:
-                    match = _SIZE_LINE.fullmatch(line)
-                    if match is None:
-                        return self._fail(body, "invalid chunk size line")
-                    self._left = int(match[1], 16)
-                    state = _DATA if self._left else _TRAILER
+                    if 0 < len(line) <= 20 and not line.strip(_HEX):  # the usual: digits only
+                        size = int(line, 16)
+                    else:
+                        match = _SIZE_LINE.fullmatch(line)
+                        if match is None:
+                            return self._fail(body, "invalid chunk size line")
+                        size = int(match[1], 16)
+                    after = position + size
+                    if size and after + 2 <= end:  # the whole chunk is here: take it at once
+                        if data[after : after + 2] != b"\r\n":
+                            body.append(data[position:after])
+                            return self._fail(body, "a chunk did not end with CRLF")
+                        body.append(data[position:after])
+                        position = after + 2
+                        continue
+                    self._left = size
+                    state = _DATA if size else _TRAILER
                 elif not line:
                     state = _DONE
                     self.extra = data[position:end]
