@@ -221,7 +221,8 @@ class Writer:
         """Write what is queued (retrying until shortly before `timeout`), then exit.
         True when the thread has ended."""
         thread = self._thread
-        if thread is None:
+        if thread is None:  # never started: only the connection to close
+            self._close_connection()
             return True
         self._queue.put(_Stop(time.monotonic() + timeout * 0.9))
         thread.join(timeout)

@@ -221,6 +221,19 @@ def test_open_creates_the_directory_and_applies_every_migration(tmp_path: Path) 
     assert rows(path, "PRAGMA journal_mode") == [("wal",)]
 
 
+def test_wal_off_in_the_config_turns_a_wal_database_back_to_a_rollback_journal(
+    tmp_path: Path,
+) -> None:
+    # open() then close() without start() (what `eggpool migrate` does) must close the
+    # connection too: a leaked one kept the database locked against the mode switch.
+    path = tmp_path / "usage.sqlite3"
+    for wal, mode in ((True, "wal"), (False, "delete")):
+        store = Store(make_config(path, database={"wal": wal}), report=Reports())
+        store.open()
+        store.close()
+        assert rows(path, "PRAGMA journal_mode") == [(mode,)]
+
+
 def test_reopening_an_up_to_date_database_applies_nothing(tmp_path: Path) -> None:
     path = tmp_path / "usage.sqlite3"
     for _ in range(2):
