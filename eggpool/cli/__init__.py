@@ -18,13 +18,14 @@ import attrs
 import click
 
 from eggpool import __version__
-from eggpool.cli import _demo, _serve
+from eggpool.cli import _serve
 from eggpool.cli._load import ConfigLocation, LoadError, load_config, resolve_config_path
 from eggpool.cli._summary import render_summary
 from eggpool.cli._template import write_example_config
 from eggpool.core.config import Config
 from eggpool.shells._logging import configure_logging
 from eggpool.shells._store import StoreError
+from eggpool.simulated import DEMO_PORT
 
 __all__ = ["cli", "main"]
 
@@ -177,7 +178,7 @@ def serve(state: _State, host: str | None, port: int | None, backend: str) -> No
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    help=f"Listen port. Default: {_demo.DEFAULT_PORT}, or a free one if that is taken.",
+    help=f"Listen port. Default: {DEMO_PORT}, or a free one if that is taken.",
 )
 @click.option("--traffic", is_flag=True, help="Send a request about every second.")
 @_backend_option
@@ -188,6 +189,9 @@ def demo(port: int | None, traffic: bool, backend: str) -> None:
     Ctrl-C stops it and removes its temporary config and database.
     """
     configure_logging("INFO")
+    # Imported here: the simulated providers are no part of a serving process's memory.
+    from eggpool.cli import _demo  # noqa: PLC0415
+
     _demo.run_demo(port=port, traffic=traffic, backend=backend, say=click.echo)
 
 

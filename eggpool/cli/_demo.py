@@ -28,12 +28,13 @@ from anyio.abc import TaskStatus
 
 from eggpool.core.config import parse_config
 from eggpool.shells.asyncio_shell.app import Server, default_store, default_upstream
+from eggpool.simulated import DEMO_PORT
 from eggpool.simulated.demo import DemoScenario, demo_config_text, demo_scenario
 from eggpool.simulated.server import served_provider
 
 __all__ = ["DEFAULT_PORT", "instructions", "run_demo"]
 
-DEFAULT_PORT = 11300
+DEFAULT_PORT = DEMO_PORT
 
 
 def run_demo(*, port: int | None, traffic: bool, backend: str, say: Callable[[str], None]) -> None:

@@ -148,6 +148,11 @@ class Store:
         Usable from any one thread at a time. In WAL mode it never blocks the writer,
         but an unfinished read (an iterator left open) holds back WAL checkpoints,
         so finish reads promptly."""
+        import sqlite_utils  # noqa: PLC0415 (see the TYPE_CHECKING import)
+
+        return sqlite_utils.Database(self._read_only(), execute_plugins=False)
+
+    def _read_only(self) -> sqlite3.Connection:
         if self._writer is None and self._keeper is None:
             raise StoreError("open() the store first")
         busy = self._config.database.busy_timeout_ms / 1000
@@ -158,9 +163,7 @@ class Store:
             uri = f"file:{urllib.parse.quote(str(absolute))}?mode=ro"
             conn = sqlite3.connect(uri, uri=True, timeout=busy, check_same_thread=False)
         conn.execute("PRAGMA query_only = ON")
-        import sqlite_utils  # noqa: PLC0415 (see the TYPE_CHECKING import)
-
-        return sqlite_utils.Database(conn, execute_plugins=False)
+        return conn
 
     # -- startup -------------------------------------------------------------------------
 
@@ -210,7 +213,7 @@ class Store:
         writer = self._writer
         if writer is None:
             raise StoreError("open() the store first")
-        db = self.reader()
+        db = self._read_only()
         try:
             pending = tuple(
                 StoredPending(request_id=row[0], account=row[2], started_at=float(row[1]))
