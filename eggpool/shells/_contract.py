@@ -2,9 +2,9 @@
 
 Theory of operation. One `Driver` per Pool. Everything that happens (a client
 request, an upstream chunk, a timer, a store failure) becomes one event,
-stamped with the clock read once (`Now(mono=anyio.current_time(),
-wall=time.time())`: the loop's clock for deadlines, the wall clock for what
-is stored), and goes through `Driver.feed`, which calls `pool.handle` and
+stamped with the clock read once (`Now(mono=<the loop's clock>,
+wall=time.time())`: the loop's clock, what `anyio.current_time()` reads,
+for deadlines; the wall clock for what is stored), and goes through `Driver.feed`, which calls `pool.handle` and
 runs the returned effects in order, synchronously: nothing awaits between
 `handle` returning and its effects being scheduled (STYLE rule 11), so no
 other event can slip in between a decision and its execution, and the Pool
@@ -29,6 +29,7 @@ timeout (`aclose`).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import math
@@ -137,7 +138,8 @@ class Driver:
         self.pool = pool
         self.upstream = upstream
         self.store = store
-        self._clock = clock or _system_clock
+        self._clock = clock or self._system_clock
+        self._mono: Callable[[], float] | None = None  # the loop's clock, found on first use
         self._on_publish = on_publish
         self._on_metric = on_metric
         self._task_group: TaskGroup | None = None
@@ -170,6 +172,15 @@ class Driver:
 
     def now(self) -> Now:
         return self._clock()
+
+    def _system_clock(self) -> Now:
+        return Now(mono=self._monotonic(), wall=time.time())
+
+    def _monotonic(self) -> float:
+        mono = self._mono
+        if mono is None:
+            mono = self._mono = loop_clock()
+        return mono()
 
     # -- input -------------------------------------------------------------------------
 
@@ -341,7 +352,7 @@ class Driver:
                 if self._timers.get(key) != (at, generation):
                     heapq.heappop(self._heap)  # cancelled or re-armed since
                     continue
-                delay = at - anyio.current_time()
+                delay = at - self._monotonic()
                 if delay > 0:
                     break
                 heapq.heappop(self._heap)
@@ -415,5 +426,12 @@ class _ModelListReceiver:
         self.failure = f"{failure.value}: {detail}" if detail else failure.value
 
 
-def _system_clock() -> Now:
-    return Now(mono=anyio.current_time(), wall=time.time())
+def loop_clock() -> Callable[[], float]:
+    """The running event loop's clock, the one `anyio.current_time()` reads. anyio finds the
+    backend anew on every call (a few µs, several times per request); this finds it once."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # not asyncio: the only other backend anyio runs on
+        import trio  # noqa: PLC0415
+
+        return trio.current_time
