@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from tests.helpers.http_origin import Origin, origin
-from tests.helpers.subprocess_server import SERVER_KEY, post, serving
+from tests.helpers.subprocess_server import SERVER_KEY, post, serving, wait_for_models
 from tests.shells.upstream_servers import ProxyLog, connect_proxy, socks5_proxy
 
 pytestmark = pytest.mark.anyio
@@ -77,6 +77,9 @@ async def test_each_account_goes_through_its_own_proxy_and_only_its_own(
             server = serving(config, "--backend", backend, env=env)
             _, url, _ = await anyio.to_thread.run_sync(server.__enter__)
             try:
+                await anyio.to_thread.run_sync(
+                    wait_for_models, url, {"m-socks", "m-conn", "m-dir"}
+                )
                 for model in ("m-socks", "m-conn", "m-dir"):
                     chat = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
                     status, body = await anyio.to_thread.run_sync(

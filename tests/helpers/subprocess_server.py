@@ -77,3 +77,21 @@ def post(url: str, body: object, key: str = SERVER_KEY) -> tuple[int, dict[str, 
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def wait_for_models(url: str, models: set[str], key: str = SERVER_KEY) -> None:
+    """Poll `/v1/models` until it lists every one of `models` (bare, or as the model part of
+    a `model/provider` id). /v1/readyz turns 200 once any account is listed; an account
+    behind a slower path (a proxy) may list a moment later."""
+    deadline = time.monotonic() + 20
+    headers = {"authorization": f"Bearer {key}"}
+    request = urllib.request.Request(f"{url}/v1/models", headers=headers)
+    while True:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            ids = [entry["id"] for entry in json.loads(response.read())["data"]]
+        listed = {*ids, *(model_id.partition("/")[0] for model_id in ids)}
+        if models <= listed:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"models never listed: {sorted(models - listed)}")
+        time.sleep(0.05)
