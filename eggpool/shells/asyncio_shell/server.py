@@ -37,13 +37,12 @@ import anyio
 import attrs
 import h11
 from anyio.abc import ByteStream
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from eggpool.core.config import Protocol
 from eggpool.core.effects import RespondBody, RespondEnd, RespondHead
 from eggpool.core.errors import LocalFailure, render_error
 from eggpool.core.events import ClientRequestReceived
-from eggpool.shells._contract import ClientMessage, Driver
+from eggpool.shells._contract import ClientChannel, ClientMessage, Driver
 
 __all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "REQUEST_TIMEOUT", "serve_connection"]
 
@@ -317,9 +316,7 @@ async def _proxy(
         raise _ClientLeft
 
 
-def _with_queued(
-    first: ClientMessage, messages: MemoryObjectReceiveStream[ClientMessage]
-) -> list[ClientMessage]:
+def _with_queued(first: ClientMessage, messages: ClientChannel) -> list[ClientMessage]:
     """`first` and every message already queued behind it: written with one send."""
     batch = [first]
     while True:
