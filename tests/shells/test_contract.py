@@ -39,6 +39,7 @@ from eggpool.core.events import (
 from eggpool.core.retry import TransportFailure
 from eggpool.shells._contract import (
     CLIENT_BUFFER,
+    ClientChannel,
     Driver,
     Receiver,
     UpstreamRequest,
@@ -433,3 +434,56 @@ def _now() -> Now:
     import time
 
     return Now(anyio.current_time(), time.time())
+
+
+async def test_a_client_channel_delivers_in_order_then_ends_and_refuses_when_full() -> None:
+    channel = ClientChannel(capacity=2)
+    head = RespondHead(request_id="r", status=200, headers=())
+    body = RespondBody(request_id="r", data=b"x")
+    with pytest.raises(anyio.WouldBlock):
+        channel.receive_nowait()
+    assert channel.put(head)
+    assert channel.put(body)
+    assert not channel.put(body)  # full: the Driver treats the client as stalled
+    assert await channel.receive() is head
+    assert channel.receive_nowait() is body
+    channel.end()
+    with pytest.raises(anyio.EndOfStream):
+        channel.receive_nowait()
+    assert [m async for m in channel] == []
+    assert not channel.put(body)  # nothing after the end
+
+
+async def test_a_waiting_receiver_wakes_for_a_message_and_for_the_end() -> None:
+    channel = ClientChannel(capacity=8)
+    got: list[object] = []
+
+    async def receive_one() -> None:
+        got.append(await channel.receive())
+
+    async def receive_end() -> None:
+        with pytest.raises(anyio.EndOfStream):
+            await channel.receive()
+        got.append("end")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(receive_one)
+            await anyio.sleep(0.01)  # it waits: nothing queued
+            assert got == []
+            channel.put(RespondEnd(request_id="r"))
+        async with anyio.create_task_group() as group:
+            group.start_soon(receive_end)
+            await anyio.sleep(0.01)
+            channel.end()
+    assert got == [RespondEnd(request_id="r"), "end"]
+
+
+async def test_a_closed_client_channel_drops_what_is_queued_and_refuses_more() -> None:
+    channel = ClientChannel(capacity=8)
+    channel.put(RespondBody(request_id="r", data=b"x"))
+    with channel:
+        pass
+    assert not channel.put(RespondEnd(request_id="r"))
+    with pytest.raises(anyio.EndOfStream):
+        await channel.receive()
