@@ -70,7 +70,10 @@ class HttpSettings:
     )
     max_connections: int = setting(100, "Most open connections at once.", lo=1)
     max_keepalive: int = setting(
-        20, "Most idle connections kept open for reuse (at most max_connections).", lo=0
+        100,
+        "Most idle connections kept open for reuse (at most max_connections; unset, "
+        "max_connections: a connection is closed only once idle keepalive_timeout_s).",
+        lo=0,
     )
     keepalive_timeout_s: Seconds = setting(
         Seconds(30.0), "How long an idle connection is kept for reuse."

