@@ -122,7 +122,7 @@ class UpstreamClient:
         self,
         *,
         max_connections: int = 100,
-        max_keepalive: int = 20,
+        max_keepalive: int = 100,
         keepalive_expiry: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -197,8 +197,11 @@ class UpstreamClient:
                     connection, request, target, report.receiver, reused=False
                 )
             done, connection = connection, None
-            await self._close_all(self._checkin(done) if reusable else [done])
-            report.end()
+            to_close = self._checkin(done) if reusable else [done]
+            try:
+                report.end()  # before any await: the answer's end goes out with its body
+            finally:
+                await self._close_all(to_close)
         finally:
             self._slots.release()
             if connection is not None:  # failed or cancelled mid-exchange: never reused
