@@ -252,13 +252,18 @@ class SSEDecoder:
         """The common case, LF line ends only and nothing being skipped: the rules of
         `_scan_any` + `_line`, with the two lines of nearly every event (`data: ...` and the
         blank line) inlined, and raw bytes taken as slices of `buf` (from `start`) rather
-        than line by line. Once something turns oversize, `_scan_any` takes the rest."""
+        than line by line. A one-line data event that starts clean (no field pending) is
+        built at once. Once something turns oversize, `_scan_any` takes the rest."""
         lines = buf.split(b"\n")
         rest = lines.pop()
+        count = len(lines)
         max_line, max_event = self._max_line, self._max_event
         keep_raw = self._keep_raw
         start = pos = 0  # raw mode: buf[start:pos] is scanned but not yet in self._block
-        for line in lines:
+        index = 0
+        while index < count:
+            line = lines[index]
+            index += 1
             pos += len(line) + 1
             if not line:
                 if keep_raw:
@@ -273,6 +278,32 @@ class SSEDecoder:
             else:
                 if line[:6] == b"data: ":
                     value = line[6:]
+                    if (
+                        index < count
+                        and not lines[index]
+                        and not self._has_data
+                        and self._event is None
+                        and self._retry is None
+                        and len(value) < max_event
+                    ):
+                        index += 1  # `data: ...` then the blank line: the whole event
+                        pos += 1
+                        raw = b""
+                        if keep_raw:
+                            if self._block:  # bytes held from before this read
+                                self._block += buf[start:pos]
+                                raw = self._take_block()
+                            else:
+                                raw = buf[start:pos]
+                            start = pos
+                        out.append(
+                            SSEEvent(
+                                data=value.decode("utf-8", "replace"),
+                                id=self._last_id,
+                                raw=raw,
+                            )
+                        )
+                        continue
                     self._data.append(value)
                     self._data_size += len(value) + 1
                     self._has_data = True
