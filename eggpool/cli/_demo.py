@@ -27,7 +27,8 @@ import anyio
 from anyio.abc import TaskStatus
 
 from eggpool.core.config import parse_config
-from eggpool.shells.asyncio_shell.app import Server, default_store, default_upstream
+from eggpool.shells._runtime import default_store, default_upstream
+from eggpool.shells.asyncio_shell.app import Server
 from eggpool.simulated import DEMO_PORT
 from eggpool.simulated.demo import DemoScenario, demo_config_text, demo_scenario
 from eggpool.simulated.server import served_provider

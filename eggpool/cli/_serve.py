@@ -17,10 +17,7 @@ import anyio
 from eggpool import __version__
 from eggpool.core.catalog import Catalog
 from eggpool.core.config import Config, ExposeMode
-from eggpool.shells._store import Store, StoreError
-from eggpool.shells._store_schema import schema_version
-from eggpool.shells.asyncio_shell.app import (
-    Server,
+from eggpool.shells._runtime import (
     ServeRefused,
     StoreFactory,
     UpstreamFactory,
@@ -28,6 +25,9 @@ from eggpool.shells.asyncio_shell.app import (
     default_upstream,
     refresh_models,
 )
+from eggpool.shells._store import Store, StoreError
+from eggpool.shells._store_schema import schema_version
+from eggpool.shells.asyncio_shell.app import Server
 
 __all__ = ["migrate", "refresh_and_render", "render_catalog", "serve"]
 
