@@ -34,6 +34,7 @@ import asyncio
 import heapq
 import logging
 import math
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +44,7 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
+from eggpool.core.config import Protocol as ApiProtocol
 from eggpool.core.effects import (
     AbortUpstream,
     ArmTimer,
@@ -59,8 +61,10 @@ from eggpool.core.effects import (
     RespondEnd,
     RespondHead,
 )
+from eggpool.core.errors import ErrorResponse, LocalFailure, render_error
 from eggpool.core.events import (
     ClientGone,
+    ClientRequestReceived,
     Event,
     ModelListFailed,
     ModelListReceived,
@@ -77,6 +81,10 @@ from eggpool.shells._upstream import Receiver, UpstreamRequest
 
 __all__ = [
     "CLIENT_BUFFER",
+    "KEEPALIVE_TIMEOUT",
+    "MAX_BODY_BYTES",
+    "MAX_HEADER_BYTES",
+    "REQUEST_TIMEOUT",
     "ClientChannel",
     "ClientMessage",
     "Driver",
@@ -86,7 +94,17 @@ __all__ = [
     "UpstreamLike",
     "UpstreamRequest",
     "close_store",
+    "local_answer",
 ]
+
+MAX_HEADER_BYTES = 64 * 1024
+"""A request head larger than this is refused (431 from the anyio shell)."""
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""A request body larger than this is answered 413 in the endpoint's error shape."""
+REQUEST_TIMEOUT = 60.0
+"""Seconds a client has to send a whole request (slow clients must not hold a task)."""
+KEEPALIVE_TIMEOUT = 75.0
+"""Seconds an idle keep-alive connection is kept open waiting for the next request."""
 
 CLIENT_BUFFER = 4096
 """Response pieces queued for one client. A client that leaves this many unread has
@@ -94,6 +112,7 @@ stalled: it is treated as gone (bounded memory on a small machine)."""
 MAX_MODEL_LIST = 32 * 1024 * 1024
 
 _logger = logging.getLogger("eggpool")
+_ids = random.Random()  # seeded from os.urandom: request ids must be unique, not secret
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING}
 
 
@@ -277,6 +296,33 @@ class Driver:
         channel = ClientChannel(CLIENT_BUFFER)
         self._clients[request_id] = channel
         return channel
+
+    def client_request(
+        self,
+        *,
+        method: str,
+        path: str,
+        headers: tuple[tuple[str, str], ...],
+        body: bytes,
+        client: str,
+    ) -> tuple[str, ClientChannel]:
+        """A whole request a shell has read: it gets an id (unique, not secret) and routing
+        entropy, a channel for the answer, and goes to the Pool. Returns (id, channel)."""
+        request_id = f"{_ids.getrandbits(64):016x}"
+        channel = self.open_client(request_id)
+        self.feed(
+            ClientRequestReceived(
+                now=self.now(),
+                request_id=request_id,
+                entropy=_ids.getrandbits(64),
+                method=method,
+                path=path,
+                headers=headers,
+                body=body,
+                client=client,
+            )
+        )
+        return request_id, channel
 
     def client_gone(self, request_id: str) -> None:
         """The shell saw the client disconnect (or a write to it fail)."""
@@ -504,6 +550,13 @@ class _ModelListReceiver:
 
     def failed(self, failure: TransportFailure, detail: str) -> None:
         self.failure = f"{failure.value}: {detail}" if detail else failure.value
+
+
+def local_answer(path: str, failure: LocalFailure) -> ErrorResponse:
+    """What a shell answers itself, without the Pool (a body over `MAX_BODY_BYTES`): the
+    error in the shape of the endpoint the path names."""
+    protocol = ApiProtocol.ANTHROPIC if path.startswith("/v1/messages") else ApiProtocol.OPENAI
+    return render_error(protocol, failure)
 
 
 def loop_clock() -> Callable[[], float]:

@@ -2,10 +2,10 @@
 
 Theory of operation. One task per client connection owns one
 `h11.Connection`. It reads a whole request (headers within `MAX_HEADER_BYTES`,
-a body within `MAX_BODY_BYTES`, both before `REQUEST_TIMEOUT`), hands it to
-the `Driver` as one `ClientRequestReceived` (request id and routing entropy
-from a generator seeded by the OS: unique, not secret, and one `os.urandom`
-per request cheaper), and writes what the Driver's per-request stream delivers:
+a body within `MAX_BODY_BYTES`, both before `REQUEST_TIMEOUT`; the limits are
+shared with the Quart shell in `_contract.py`), hands it to the `Driver`
+(`client_request`: an id, routing entropy, a channel for the answer), and
+writes what that channel delivers:
 `RespondHead` becomes an `h11.Response` (chunked unless the body is
 complete), each `RespondBody` an `h11.Data` sent at once (streams flow
 through with no added buffering), `RespondEnd` the end of the message.
@@ -30,7 +30,6 @@ plain 400 and the connection closes; the Pool never sees it.
 from __future__ import annotations
 
 import contextlib
-import random
 from collections.abc import Callable
 
 import anyio
@@ -38,20 +37,20 @@ import attrs
 import h11
 from anyio.abc import ByteStream
 
-from eggpool.core.config import Protocol
 from eggpool.core.effects import RespondBody, RespondEnd, RespondHead
-from eggpool.core.errors import LocalFailure, render_error
-from eggpool.core.events import ClientRequestReceived
-from eggpool.shells._contract import ClientChannel, ClientMessage, Driver
+from eggpool.core.errors import LocalFailure
+from eggpool.shells._contract import (
+    KEEPALIVE_TIMEOUT,
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    REQUEST_TIMEOUT,
+    ClientChannel,
+    ClientMessage,
+    Driver,
+    local_answer,
+)
 
 __all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "REQUEST_TIMEOUT", "serve_connection"]
-
-MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 10 * 1024 * 1024
-REQUEST_TIMEOUT = 60.0
-"""Seconds a client has to send a whole request (slow clients must not hold a task)."""
-KEEPALIVE_TIMEOUT = 75.0
-"""Seconds an idle keep-alive connection is kept open waiting for the next request."""
 _READ = 65536
 _READ_AHEAD = 65536
 """Bytes of a pipelined next request kept while an answer is written; then reading stops."""
@@ -67,19 +66,17 @@ async def serve_connection(
     driver: Driver,
     *,
     peer: str = "",
-    new_id: Callable[[], str] | None = None,
 ) -> None:
     """Serve every request of one client connection, then close it."""
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
     reader = _Reader(stream)
-    next_id = new_id or _new_id
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(reader.run)
             with contextlib.suppress(
                 _ClientLeft, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError
             ):
-                await _serve(stream, connection, reader, driver, new_id=next_id, peer=peer)
+                await _serve(stream, connection, reader, driver, peer=peer)
             group.cancel_scope.cancel()
     finally:
         await _close(stream)
@@ -91,26 +88,18 @@ async def _serve(
     reader: _Reader,
     driver: Driver,
     *,
-    new_id: Callable[[], str],
     peer: str,
 ) -> None:
     while True:
         request = await _read_request(stream, connection, reader)
         if request is None:
             return
-        await _proxy(stream, connection, reader, driver, request, request_id=new_id(), peer=peer)
+        await _proxy(stream, connection, reader, driver, request, peer=peer)
         if connection.our_state is h11.MUST_CLOSE or connection.their_state is h11.MUST_CLOSE:
             return
         if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
             return
         connection.start_next_cycle()
-
-
-_ids = random.Random()  # seeded from os.urandom; ids must be unique, not secret
-
-
-def _new_id() -> str:
-    return f"{_ids.getrandbits(64):016x}"
 
 
 class _Reader:
@@ -273,28 +262,16 @@ async def _proxy(
     driver: Driver,
     request: _Request,
     *,
-    request_id: str,
     peer: str,
 ) -> None:
     path = request.target.split("?", 1)[0]
     body = request.body
     if isinstance(body, LocalFailure):
-        protocol = Protocol.ANTHROPIC if path == "/v1/messages" else Protocol.OPENAI
-        response = render_error(protocol, body)
+        response = local_answer(path, body)
         await _send_whole(stream, connection, response.status, response.headers, response.body)
         return
-    messages = driver.open_client(request_id)
-    driver.feed(
-        ClientRequestReceived(
-            now=driver.now(),
-            request_id=request_id,
-            entropy=_ids.getrandbits(64),
-            method=request.method,
-            path=path,
-            headers=request.headers,
-            body=body,
-            client=peer,
-        )
+    request_id, messages = driver.client_request(
+        method=request.method, path=path, headers=request.headers, body=body, client=peer
     )
 
     def gone() -> None:  # ends the loop below: the Driver closes this request's stream
