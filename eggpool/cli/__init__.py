@@ -151,8 +151,16 @@ def _load_or_exit(state: _State) -> Config:
 @click.option("--host", help="Listen address. Default: server.host (127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Listen port. Default: server.port.")
 @_backend_option
+@click.option(
+    "--shell",
+    type=click.Choice(_serve.SHELLS),
+    default="anyio",
+    show_default=True,
+    help="anyio: the small h11 server; quart: the same proxy as a Quart app on Hypercorn "
+    "(asyncio only). See docs/shells.md.",
+)
 @click.pass_obj
-def serve(state: _State, host: str | None, port: int | None, backend: str) -> None:
+def serve(state: _State, host: str | None, port: int | None, backend: str, shell: str) -> None:
     """Run the proxy until SIGTERM or SIGINT, then shut down gracefully (docs/deployment.md).
 
     Logs go to stderr, one logfmt line each. Exit status: 0 after a clean
@@ -168,6 +176,7 @@ def serve(state: _State, host: str | None, port: int | None, backend: str) -> No
         host=host or config.server.host,
         port=config.server.port if port is None else port,
         backend=backend,
+        shell=shell,
     )
     if refused is not None:
         click.echo(f"eggpool serve: {refused}", err=True)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import anyio
+from anyio.abc import TaskStatus
 
 from eggpool import __version__
 from eggpool.core.catalog import Catalog
@@ -21,6 +22,7 @@ from eggpool.shells._runtime import (
     ServeRefused,
     StoreFactory,
     UpstreamFactory,
+    check_listen,
     default_store,
     default_upstream,
     refresh_models,
@@ -34,25 +36,47 @@ __all__ = ["migrate", "refresh_and_render", "render_catalog", "serve"]
 _logger = logging.getLogger("eggpool")
 
 
+SHELLS = ("anyio", "quart")
+
+
 def serve(
     config: Config,
     *,
     host: str,
     port: int,
     backend: str,
+    shell: str = "anyio",
     store_factory: StoreFactory = default_store,
     upstream_factory: UpstreamFactory = default_upstream,
 ) -> str | None:
     """Serve until SIGTERM/SIGINT; None after a clean shutdown, else why it could not start."""
-    server = Server(config, host, port, store_factory, upstream_factory)
     try:
-        server.check()
+        check_listen(config, host)
     except ServeRefused as exc:
         return str(exc)
+    if shell == "quart" and backend != "asyncio":
+        return "the Quart shell runs on asyncio only: drop --backend trio, or use --shell anyio"
+
+    async def run(*, task_status: TaskStatus[int]) -> None:
+        if shell == "quart":
+            # Imported here: an anyio-shell process never loads Quart, Hypercorn or Flask.
+            from eggpool.shells import quart_app  # noqa: PLC0415
+
+            await quart_app.serve(
+                config,
+                host,
+                port,
+                store_factory=store_factory,
+                upstream_factory=upstream_factory,
+                task_status=task_status,
+            )
+        else:
+            server = Server(config, host, port, store_factory, upstream_factory)
+            await server.run(task_status=task_status)
 
     async def main() -> None:
         async with anyio.create_task_group() as group:
-            bound = await group.start(server.run)
+            bound = await group.start(run)
             shown = f"[{host}]" if ":" in host else host
             accounts = config.accounts
             _logger.info(
@@ -61,7 +85,7 @@ def serve(
                 extra={
                     "fields": (
                         ("url", f"http://{shown}:{bound}"),
-                        ("shell", "anyio"),
+                        ("shell", shell),
                         ("backend", backend),
                         ("providers", len(config.providers)),
                         ("accounts", sum(1 for a in accounts if a.enabled)),

@@ -25,6 +25,7 @@ which lists every account once and stops.
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -61,6 +62,7 @@ __all__ = [
     "check_listen",
     "default_store",
     "default_upstream",
+    "listen_refused",
     "refresh_models",
 ]
 
@@ -108,6 +110,16 @@ def check_listen(config: Config, host: str) -> None:
             f"could spend your accounts. Set server.api_key (or ${server.api_key_env}), "
             "listen on 127.0.0.1, or set server.allow_unauthenticated = true."
         )
+
+
+def listen_refused(host: str, port: int, error: OSError) -> ServeRefused:
+    """Why a shell could not bind its port, said the same way by every shell."""
+    if error.errno == errno.EADDRINUSE:
+        return ServeRefused(
+            f"{host}:{port} is already in use: is another EggPool (or another program) "
+            "running there? Stop it, or choose another port with --port."
+        )
+    return ServeRefused(f"cannot listen on {host}:{port}: {error.strerror}")
 
 
 def default_store(config: Config, report: Callable[[str, str], None]) -> StoreForServer:

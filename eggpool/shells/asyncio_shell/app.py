@@ -17,7 +17,6 @@ stops the parts.
 
 from __future__ import annotations
 
-import errno
 import logging
 import signal
 
@@ -30,12 +29,12 @@ from eggpool.shells._contract import Driver
 from eggpool.shells._runtime import (
     GRACE,
     Runtime,
-    ServeRefused,
     StoreFactory,
     UpstreamFactory,
     check_listen,
     default_store,
     default_upstream,
+    listen_refused,
 )
 from eggpool.shells.asyncio_shell.server import serve_connection
 
@@ -104,9 +103,4 @@ async def _bind(host: str, port: int) -> anyio.abc.Listener[anyio.abc.SocketStre
     try:
         return await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ServeRefused(
-                f"{host}:{port} is already in use: is another EggPool (or another program) "
-                "running there? Stop it, or choose another port with --port."
-            ) from None
-        raise ServeRefused(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise listen_refused(host, port, exc) from None
