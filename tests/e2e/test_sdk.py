@@ -1,14 +1,16 @@
-"""The official `openai` and `anthropic` SDKs against `eggpool serve` (a subprocess, on both
-anyio backends) in front of the scripted fake provider served on loopback.
+"""The official `openai` and `anthropic` SDKs against `eggpool serve` (a subprocess: the anyio
+shell on both anyio backends, and the Quart shell) in front of the scripted fake provider
+served on loopback.
 
 Each test asserts what a user of the SDK would notice: the models listed, the text and usage
 returned, when the first token arrives, which errors (and error shapes) come back, and that a
 failing account is invisible. The fake provider's records (`served.exchanges`,
 `provider.calls`) say what happened upstream; the proxy's database says what it left behind.
 
-Most tests share one proxy per backend, whose scripts cover their cases by model. Tests that
-change an account's state (rate limits, revoked keys) start their own proxy, in which the
-preferred account sits in a higher `routing_priority` tier, so it is always tried first.
+Most tests share one proxy per shell and backend, whose scripts cover their cases by model.
+Tests that change an account's state (rate limits, revoked keys) start their own proxy, in
+which the preferred account sits in a higher `routing_priority` tier, so it is always tried
+first.
 
 A client whose connection is reset (TCP RST) while a response is written once took the
 whole proxy down; `test_a_client_resetting_its_connection_mid_stream_...` keeps it from
@@ -41,7 +43,8 @@ from eggpool.simulated.provider import FakeProvider, Reply
 from eggpool.simulated.server import Ending, ServedProvider, served_provider
 from tests.helpers.subprocess_server import SERVER_KEY, serving
 
-BACKENDS = ["asyncio", "trio"]
+BACKENDS = ["asyncio", "trio", "quart"]
+"""The anyio shell on each anyio backend, and the Quart shell (asyncio only)."""
 HI: Any = [{"role": "user", "content": "hi"}]  # both SDKs accept it; their TypedDicts differ
 TIMEOUT = 20.0  # seconds any one SDK call may take before the test fails
 
@@ -136,7 +139,8 @@ def running_pool(
     with served_provider(provider, {key_of(a): a for a in accounts}) as served:
         config = directory / "config.toml"
         config.write_text(config_text(served.url, upstreams))
-        with serving(config, "--backend", backend) as (process, url, _):
+        shell = ("--shell", "quart") if backend == "quart" else ("--backend", backend)
+        with serving(config, *shell) as (process, url, _):
             yield Pool(url=url, served=served, db=directory / "usage.sqlite3", process=process)
 
 
