@@ -194,3 +194,28 @@ def test_eggpool_alone_serves_when_a_config_is_found(tmp_path: Path, provider_ur
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=10)
+
+
+def test_the_anyio_shell_never_loads_quart() -> None:
+    # `eggpool serve` imports the Quart shell only for --shell quart: its memory (Quart,
+    # Hypercorn, Flask, Werkzeug) is no part of an anyio-shell process.
+    probe = (
+        "import sys, eggpool.cli, eggpool.cli._serve, eggpool.shells.asyncio_shell.app;"
+        "print(sorted(m for m in ('quart', 'hypercorn', 'flask') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_quart_shell_refuses_the_trio_backend(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[server]\napi_key = "server-key-0123456789"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "eggpool", "--config", str(config), "serve", "--shell", "quart",
+         "--backend", "trio", "--port", "0"],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "the Quart shell runs on asyncio only" in result.stderr

@@ -40,7 +40,8 @@ def backend_of(shell: str) -> str:
 
 
 def two_provider_config(database: Path, **server: Any) -> Config:
-    """Model `m` from provider `one` (account `a1`, preferred tier) and `two` (account `a2`)."""
+    """Model `m` from provider `one` (account `a1`, preferred tier) and `two` (account `a2`);
+    `[server]` keys from `server` (None leaves a key out)."""
     providers = {
         name: {
             "base_url": f"https://{name}.test/v1",
@@ -53,6 +54,7 @@ def two_provider_config(database: Path, **server: Any) -> Config:
         for name, account, priority in (("one", "a1", 1), ("two", "a2", 0))
     }
     settings = {"api_key": KEY, "access_log": False, **server}
+    settings = {key: value for key, value in settings.items() if value is not None}
     return parse_config(
         {"server": settings, "database": {"path": str(database)}, "providers": providers}, {}
     )
@@ -98,7 +100,13 @@ _JSON = (("content-type", "application/json"),)
 
 @asynccontextmanager
 async def serving(
-    shell: str, config: Config, provider: Provider, *, grace: float = 5.0
+    shell: str,
+    config: Config,
+    provider: Provider,
+    *,
+    grace: float = 5.0,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> AsyncIterator[int]:
     """`shell` serving `config` on a free loopback port; yields the port. Leaving the block
     shuts it down as SIGTERM would (drain for `grace`, then stop) and closes the store."""
@@ -111,21 +119,21 @@ async def serving(
             serve = partial(
                 quart_app.serve,
                 config,
-                "127.0.0.1",
-                0,
+                host,
+                port,
                 store_factory=default_store,
                 upstream_factory=upstream_factory,
                 grace=grace,
                 stop=stop,
             )
-            port: int = await group.start(serve)
+            bound: int = await group.start(serve)
             stopper = stop.set
         else:
-            server = Server(config, "127.0.0.1", 0, default_store, upstream_factory, grace)
-            port = await group.start(server.run)
+            server = Server(config, host, port, default_store, upstream_factory, grace)
+            bound = await group.start(server.run)
             stopper = server.stop
         try:
-            yield port
+            yield bound
         finally:
             stopper()
 

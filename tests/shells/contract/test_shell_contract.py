@@ -12,13 +12,16 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import h11
 import pytest
 from anyio.abc import TaskStatus
 
+from eggpool.core.config import Config
 from eggpool.shells._contract import MAX_BODY_BYTES
+from eggpool.shells._runtime import ServeRefused
 from tests.helpers.loopback import Client, client
 from tests.helpers.shells import (
     KEY,
@@ -301,3 +304,37 @@ async def test_keep_alive_serves_several_requests_on_one_connection(shell: str, 
                 got.append(answer(*await c.response()))
     assert [g[0] for g in got] == [200, 200, 200]
     assert [r[1] for r in rows(db)] == ["completed"] * 3
+
+
+async def refusal(shell: str, config: Config, **where: Any) -> str:
+    """Why `shell` would not start (the ServeRefused message, out of any exception group)."""
+    try:
+        async with serving(shell, config, Provider({}), **where):
+            pass
+    except ServeRefused as exc:
+        return str(exc)
+    except BaseExceptionGroup as group:
+        match = group.subgroup(ServeRefused)
+        if match is None:
+            raise
+        while isinstance(match, BaseExceptionGroup):
+            match = match.exceptions[0]
+        return str(match)
+    raise AssertionError("it started")
+
+
+async def test_a_port_in_use_is_refused_with_the_same_message(shell: str, db: Path) -> None:
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as taken:
+        port = taken.extra(anyio.abc.SocketAttribute.local_port)
+        message = await refusal(shell, two_provider_config(db), port=port)
+    assert message == (
+        f"127.0.0.1:{port} is already in use: is another EggPool (or another program) "
+        "running there? Stop it, or choose another port with --port."
+    )
+    assert not db.exists()  # refused before the store opened
+
+
+async def test_an_open_listener_without_a_key_is_refused(shell: str, db: Path) -> None:
+    message = await refusal(shell, two_provider_config(db, api_key=None), host="0.0.0.0")
+    assert message.startswith("refusing to listen on 0.0.0.0 without a server key")
+    assert not db.exists()
