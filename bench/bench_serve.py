@@ -302,6 +302,19 @@ class Pair:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ShellRun:
+    """The figures of one more shell, measured the same way (`--shell quart`)."""
+
+    shell: str
+    ready_s: float
+    idle_rss_mb: float
+    loaded_rss_mb: float
+    latency: Load
+    plain: Load
+    stream: Load
+
+
+@dataclass(frozen=True, kw_only=True)
 class Report:
     listening_s: float
     ready_s: float
@@ -313,6 +326,7 @@ class Report:
     stream: Pair
     logged_latency: Load | None  # the proxy with access_log on
     logged_plain: Load | None
+    quart: ShellRun | None  # the same proxy as a Quart app on Hypercorn
 
     @property
     def added_p50_ms(self) -> float:
@@ -387,7 +401,7 @@ def _ready(url: str, deadline: float) -> None:
 
 @contextmanager
 def _proxy(
-    config: Path, profile: str | None = None
+    config: Path, profile: str | None = None, shell: str = "anyio"
 ) -> Iterator[tuple[subprocess.Popen[str], int, float, float]]:
     """`eggpool serve` as a process: yields it, its port, and seconds from launch to its
     "listening" log line and to `/v1/readyz` answering 200 (after the first model listing)."""
@@ -395,7 +409,7 @@ def _proxy(
     started = time.perf_counter()
     command = [sys.executable, *profiler, "-m", "eggpool", "--config", str(config)]
     process = subprocess.Popen(
-        [*command, "serve", "--port", "0"],
+        [*command, "serve", "--port", "0", "--shell", shell],
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -485,7 +499,7 @@ def _throughput(port: int, pid: int, stream: bool) -> Load:
 
 
 @functools.cache
-def run(access_log_run: bool = True, profile: str | None = None) -> Report:
+def run(access_log_run: bool = True, profile: str | None = None, quart_run: bool = True) -> Report:
     """Everything, once: the table and the `BENCHMARKS` entry read the same run."""
     with tempfile.TemporaryDirectory() as tmp, _provider() as (provider_pid, provider_port):
         directory = Path(tmp)
@@ -506,6 +520,19 @@ def run(access_log_run: bool = True, profile: str | None = None) -> Report:
             with _proxy(logged) as (proxy, port, _, _):
                 logged_latency = _latency(port, proxy.pid)
                 logged_plain = _throughput(port, proxy.pid, stream=False)
+        quart = None
+        if quart_run:
+            with _proxy(quiet, shell="quart") as (proxy, port, _, quart_ready):
+                quart_idle = _status_mb(proxy.pid, "VmRSS")
+                quart = ShellRun(
+                    shell="quart",
+                    ready_s=quart_ready,
+                    idle_rss_mb=quart_idle,
+                    latency=_latency(port, proxy.pid),
+                    plain=_throughput(port, proxy.pid, stream=False),
+                    stream=_throughput(port, proxy.pid, stream=True),
+                    loaded_rss_mb=_status_mb(proxy.pid, "VmRSS"),
+                )
     return Report(
         listening_s=listening,
         ready_s=ready,
@@ -517,6 +544,7 @@ def run(access_log_run: bool = True, profile: str | None = None) -> Report:
         stream=Pair(direct=direct_stream, proxy=stream),
         logged_latency=logged_latency,
         logged_plain=logged_plain,
+        quart=quart,
     )
 
 
@@ -618,6 +646,29 @@ def table(report: Report) -> str:
         for pair in (r.latency, r.plain, r.stream)
         for load in (pair.direct, pair.proxy)
     )
+    if r.quart is not None:
+        q = r.quart
+        added = q.latency.p50_ms - r.latency.direct.p50_ms
+        rows += [
+            ("--shell quart (Quart on Hypercorn):", "", "", ""),
+            ("  added p50, c=1 (ms)", "", f"{added:.3f}", ""),
+            (
+                f"  plain req/s, c={LOAD_CONCURRENCY}",
+                f"{r.plain.direct.rps:,.0f}",
+                f"{q.plain.rps:,.0f}",
+                f"(CPU {q.plain.server_cpu_us:.0f} µs/req)",
+            ),
+            (
+                f"  stream req/s, c={LOAD_CONCURRENCY}",
+                f"{r.stream.direct.rps:,.0f}",
+                f"{q.stream.rps:,.0f}",
+                f"(CPU {q.stream.server_cpu_us:.0f} µs/req)",
+            ),
+            ("  idle RSS after ready (MB)", "", f"{q.idle_rss_mb:.1f}", ""),
+            ("  RSS after load (MB)", "", f"{q.loaded_rss_mb:.1f}", ""),
+            ("  launch to ready (s)", "", f"{q.ready_s:.2f}", ""),
+        ]
+        failures += sum(load.failures for load in (q.latency, q.plain, q.stream))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         f"{a:{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d}".rstrip() for a, b, c, d in rows
@@ -648,7 +699,24 @@ def bench_serve() -> dict[str, object]:
     return {"unit": "ms added", "best": r.added_p50_ms, "median": r.added_p50_ms, "detail": detail}
 
 
-BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {"serve": bench_serve}
+def bench_serve_quart() -> dict[str, object]:
+    r = run()
+    q = r.quart
+    assert q is not None
+    added = q.latency.p50_ms - r.latency.direct.p50_ms
+    detail = (
+        f"--shell quart, same run as serve: c={LOAD_CONCURRENCY} req/s plain {q.plain.rps:,.0f}, "
+        f"stream {q.stream.rps:,.0f}; proxy CPU {q.plain.server_cpu_us:.0f}/"
+        f"{q.stream.server_cpu_us:.0f} µs/req plain/stream; RSS idle {q.idle_rss_mb:.1f} MB, "
+        f"loaded {q.loaded_rss_mb:.1f} MB; ready {q.ready_s:.2f} s"
+    )
+    return {"unit": "ms added", "best": added, "median": added, "detail": detail}
+
+
+BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
+    "serve": bench_serve,
+    "serve_quart": bench_serve_quart,
+}
 
 
 def main() -> None:
@@ -668,9 +736,13 @@ def main() -> None:
     parser.add_argument(
         "--profile", metavar="FILE", help="run the proxy under cProfile, writing FILE (slower)"
     )
+    parser.add_argument("--no-quart", action="store_true", help="skip the Quart shell's run")
     args = parser.parse_args()
     started = time.perf_counter()
-    print(table(run(access_log_run=not args.no_access_log, profile=args.profile)))
+    report = run(
+        access_log_run=not args.no_access_log, profile=args.profile, quart_run=not args.no_quart
+    )
+    print(table(report))
     print(f"(benchmark took {time.perf_counter() - started:.0f} s)")
 
 
