@@ -106,6 +106,7 @@ def create_app(
         RESPONSE_TIMEOUT=None,  # a stream lasts as long as the provider sends
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
+    app.url_map.merge_slashes = False  # "//v1/models" is the core's to answer, not a redirect
     runtime = Runtime(config, store_factory, upstream_factory, grace)
     app.extensions["eggpool.runtime"] = runtime
     status = _Started()

@@ -338,3 +338,24 @@ async def test_an_open_listener_without_a_key_is_refused(shell: str, db: Path) -
     message = await refusal(shell, two_provider_config(db, api_key=None), host="0.0.0.0")
     assert message.startswith("refusing to listen on 0.0.0.0 without a server key")
     assert not db.exists()
+
+
+async def test_a_client_gone_before_any_answer_cancels_the_upstream(shell: str, db: Path) -> None:
+    provider = Provider({"one.test": [("gate",), ("head", 200), ("chunk", PLAIN), ("end",)]})
+    async with serving(shell, two_provider_config(db), provider) as port:
+        async with client(port) as c:
+            await c.request("/v1/chat/completions", CHAT)
+            await anyio.sleep(0.05)  # the attempt waits upstream when the client leaves
+        with anyio.fail_after(5):
+            while provider.cancelled == 0:
+                await anyio.sleep(0.01)
+    assert [r[:4] for r in rows(db)] == [("finalized", "cancelled", 499, "a1")]
+
+
+async def test_a_doubled_slash_is_the_cores_404_not_a_redirect(shell: str, db: Path) -> None:
+    async with serving(shell, two_provider_config(db), Provider({})) as port:
+        async with client(port) as c:
+            await c.request("//v1/models", None)
+            status, _, body = answer(*await c.response())
+    assert status == 404
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
