@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -64,6 +65,7 @@ __all__ = [
     "default_upstream",
     "listen_refused",
     "refresh_models",
+    "until_signalled",
 ]
 
 GRACE = 10.0
@@ -193,6 +195,13 @@ class Runtime:
         self._stopped = True
         if self._stop is not None:
             self._stop.set()
+
+
+async def until_signalled() -> None:
+    """Return at the first SIGTERM or SIGINT: every shell's cue to shut down gracefully."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            return
 
 
 async def refresh_models(

@@ -101,12 +101,20 @@ class Client:
 
     async def first_data(self) -> bytes:
         """Read until the response's first body bytes arrive (a stream's first event)."""
+        return (await self.head_and_first_data())[2]
+
+    async def head_and_first_data(self) -> tuple[int, dict[str, str], bytes]:
+        """The response head and its first body bytes; `response()` reads the rest."""
+        status, headers = 0, {}
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
                 self.h11.receive_data(await self.stream.receive())
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                headers = {k.decode(): v.decode() for k, v in event.headers}
             elif isinstance(event, h11.Data):
-                return bytes(event.data)
+                return status, headers, bytes(event.data)
 
     async def response(self) -> tuple[int, dict[str, str], list[bytes]]:
         status, headers, chunks = 0, {}, []

@@ -18,7 +18,6 @@ stops the parts.
 from __future__ import annotations
 
 import logging
-import signal
 
 import anyio
 import attrs
@@ -35,6 +34,7 @@ from eggpool.shells._runtime import (
     default_store,
     default_upstream,
     listen_refused,
+    until_signalled,
 )
 from eggpool.shells.asyncio_shell.server import serve_connection
 
@@ -93,10 +93,8 @@ class Server:
             self._stop.set()
 
     async def _signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                self.stop()
-                return
+        await until_signalled()
+        self.stop()
 
 
 async def _bind(host: str, port: int) -> anyio.abc.Listener[anyio.abc.SocketStream]:

@@ -25,7 +25,6 @@ Quart runs on asyncio only.
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 from collections.abc import AsyncIterator
 
@@ -60,6 +59,7 @@ from eggpool.shells._runtime import (
     default_store,
     default_upstream,
     listen_refused,
+    until_signalled,
 )
 
 __all__ = ["create_app", "serve"]
@@ -279,10 +279,8 @@ async def serve(
 
 
 async def _on_signal(stopping: anyio.Event) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            stopping.set()
-            return
+    await until_signalled()
+    stopping.set()
 
 
 def _bind(host: str, port: int) -> socket.socket:

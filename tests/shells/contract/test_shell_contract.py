@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import h11
 import pytest
 from anyio.abc import TaskStatus
 
@@ -65,20 +64,6 @@ def anyio_backend(shell: str) -> str:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "usage.sqlite3"
-
-
-async def head_and_first_data(c: Client) -> tuple[int, dict[str, str], bytes]:
-    """The response head and its first body bytes; `c.response()` reads the rest."""
-    status, headers = 0, {}
-    while True:
-        event = c.h11.next_event()
-        if event is h11.NEED_DATA:
-            c.h11.receive_data(await c.stream.receive())
-        elif isinstance(event, h11.Response):
-            status = event.status_code
-            headers = {k.decode(): v.decode() for k, v in event.headers}
-        elif isinstance(event, h11.Data):
-            return status, headers, bytes(event.data)
 
 
 @asynccontextmanager
@@ -131,7 +116,7 @@ async def test_a_stream_flows_before_the_provider_finishes(shell: str, db: Path)
         async with client(port) as c:
             await c.request("/v1/chat/completions", {**CHAT, "stream": True})
             with anyio.fail_after(5):
-                status, headers, first = await head_and_first_data(c)  # provider held
+                status, headers, first = await c.head_and_first_data()  # provider held
             provider.gate.set()
             _, _, chunks = await c.response()
     assert first == EVENT
@@ -232,7 +217,7 @@ async def test_shutdown_during_a_stream_interrupts_it_after_the_grace(
     async with client_and_server(shell, db, Provider(script)) as (c, stop):
         await c.request("/v1/chat/completions", {**CHAT, "stream": True})
         with anyio.fail_after(5):
-            status, _, first = await head_and_first_data(c)
+            status, _, first = await c.head_and_first_data()
         stop()
         with anyio.fail_after(10):
             _, _, rest = await c.response()
