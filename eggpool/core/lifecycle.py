@@ -44,18 +44,17 @@ must see it; the request's own accounting happens once, in finalization.
 from __future__ import annotations
 
 import enum
-from collections import Counter
 from collections.abc import Callable
 
 import attrs
 
-from eggpool.core.catalog import Catalog
-from eggpool.core.config import AccountConfig, AuthMode, Config, Protocol, ProviderConfig
+from eggpool.core._records import access_log, backoff_record
+from eggpool.core._services import NOT_FORWARDED, Identity, Services
+from eggpool.core.config import Protocol, ProviderConfig
 from eggpool.core.effects import (
     AbortUpstream,
     ArmTimer,
     AttemptEnded,
-    BackoffChanged,
     CancelTimer,
     Effect,
     Log,
@@ -79,9 +78,8 @@ from eggpool.core.events import (
     UpstreamFailed,
     UpstreamResponseStarted,
 )
-from eggpool.core.health import BackoffChange, Health, VerdictKind
-from eggpool.core.ledger import Ledger
-from eggpool.core.pricing import Prices, compute_cost, prices_for, reservation_estimate
+from eggpool.core.health import VerdictKind
+from eggpool.core.pricing import compute_cost, reservation_estimate
 from eggpool.core.requests import ParsedRequest, check_limits
 from eggpool.core.retry import (
     BODY_SNIPPET_CAP,
@@ -92,7 +90,7 @@ from eggpool.core.retry import (
     UpstreamOutcome,
     classify_outcome,
 )
-from eggpool.core.routing import ExclusionReason, Router, RoutingDecision
+from eggpool.core.routing import ExclusionReason, RoutingDecision
 from eggpool.core.secret import Secret
 from eggpool.core.usage import (
     AnthropicStreamObserver,
@@ -119,24 +117,6 @@ MAX_ERROR_BODY = 64 * 1024
 MAX_PLAIN_BODY = 32 * 1024 * 1024
 """Bytes of a non-streaming success body kept to read its usage (it is relayed whole anyway)."""
 
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "content-encoding",
-    }
-)
-_CLIENT_CREDENTIALS = frozenset({"authorization", "x-api-key", "proxy-authorization", "cookie"})
-_NOT_FORWARDED = _HOP_BY_HOP | _CLIENT_CREDENTIALS | {"accept-encoding"}
 _THROTTLED = frozenset({ExclusionReason.COOLING, ExclusionReason.PROVIDER_BACKOFF})
 _THROTTLING = frozenset(
     {FailureCategory.RATE_LIMITED, FailureCategory.QUOTA_EXHAUSTED, FailureCategory.OVERLOADED}
@@ -156,70 +136,6 @@ class State(enum.StrEnum):
 def attempt_request_id(attempt_id: str) -> str:
     """Attempt ids are `<request id>#<n>`: the Pool finds the machine without an index."""
     return attempt_id.rpartition("#")[0]
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class Identity:
-    """An account's upstream credentials: the provider's static headers, then the auth header;
-    `replaces` are the header names (lower-case) a client's own copies of must not pass."""
-
-    account: AccountConfig
-    provider: ProviderConfig
-    headers: tuple[tuple[str, str | Secret], ...]
-    replaces: frozenset[str]
-
-
-def _identity(config: Config, name: str) -> Identity:
-    account = next(a for a in config.accounts if a.name == name)
-    provider = config.providers[account.provider_id]
-    auth = provider.auth
-    headers: list[tuple[str, str | Secret]] = [(h.name, h.value) for h in provider.headers]
-    if auth.mode is not AuthMode.NONE and account.api_key is not None:
-        if auth.mode is AuthMode.BEARER:
-            headers.append((auth.header, Secret(f"{auth.scheme} {account.api_key.reveal()}")))
-        else:
-            headers.append((auth.header, account.api_key))
-    replaces = frozenset({h.name.lower() for h in provider.headers} | {auth.header.lower()})
-    return Identity(account=account, provider=provider, headers=tuple(headers), replaces=replaces)
-
-
-@attrs.define(slots=True)
-class Services:
-    """What every machine consults; owned by the Pool and handed in, never reached for."""
-
-    config: Config
-    catalog: Catalog
-    health: Health
-    ledger: Ledger
-    router: Router
-    inflight: Counter[str] = attrs.Factory(Counter)
-    catalog_loading: bool = False  # the first listing is in flight and nothing routes yet
-    _prices: dict[tuple[str | None, str], tuple[object, Prices]] = attrs.Factory(dict)
-    _identities: dict[str, Identity] = attrs.Factory(dict)
-    response_dropped: frozenset[str] = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        # Upstream response headers never relayed: hop-by-hop ones and `[security]`'s list.
-        redact = {name.lower() for name in self.config.security.redact_headers}
-        self.response_dropped = _HOP_BY_HOP | redact
-
-    def identity(self, account: str) -> Identity:
-        """How `account` presents itself upstream (cached: the config does not change)."""
-        found = self._identities.get(account)
-        if found is None:
-            found = self._identities[account] = _identity(self.config, account)
-        return found
-
-    def prices(self, provider: str | None, model: str) -> Prices:
-        """`prices_for`, cached per (provider, model) until the catalog's metadata for it
-        changes (a refresh replaces the metadata object, which the cache compares)."""
-        metadata = self.catalog.metadata(model, provider) if provider else None
-        cached = self._prices.get((provider, model))
-        if cached is not None and cached[0] is metadata:
-            return cached[1]
-        prices = prices_for(self.config, provider or "", model, metadata)
-        self._prices[(provider, model)] = (metadata, prices)
-        return prices
 
 
 @attrs.define(slots=True)
@@ -442,7 +358,7 @@ class RequestMachine:
             if name.lower() == "connection"
             for token in value.split(",")
         }
-        dropped = _NOT_FORWARDED | identity.replaces | listed
+        dropped = NOT_FORWARDED | identity.replaces | listed
         out: list[tuple[str, str | Secret]] = [
             (name, value) for name, value in headers if name.lower() not in dropped
         ]
@@ -707,7 +623,7 @@ class RequestMachine:
         changes = services.health.record_failure(
             attempt.account, self.request.model, decision, now.wall, attempt.attempt_id
         )
-        effects += [_backoff_record(change) for change in changes]
+        effects += [backoff_record(change) for change in changes]
         effects.append(self._attempt_record(attempt, now, decision))
         self._last_failure = (attempt, decision)
         if self._committed:  # bytes reached the client: end the stream with an error
@@ -723,7 +639,7 @@ class RequestMachine:
     def _succeed(self, attempt: _Attempt, now: Now) -> list[Effect]:
         services = self.services
         changes = services.health.record_success(attempt.account, self.request.model, now.wall)
-        effects: list[Effect] = [_backoff_record(change) for change in changes]
+        effects: list[Effect] = [backoff_record(change) for change in changes]
         effects.append(self._attempt_record(attempt, now, None))
         services.router.confirm(self.session, attempt.account, now.wall)
         effects.append(RespondEnd(request_id=self.request_id))
@@ -859,7 +775,7 @@ class RequestMachine:
             )
         )
         if services.config.server.access_log:
-            effects.append(_access_log(record))
+            effects.append(access_log(record))
         return effects
 
     def _impossible(self, event: object) -> list[Effect]:
@@ -885,34 +801,6 @@ class RequestMachine:
         ]
 
 
-def _access_log(record: RequestFinalized) -> Log:
-    """One line per request (`server.access_log`): what was asked, who served it, how it
-    went. Never the prompt, the answer or a key."""
-    usage, ttft = record.usage, record.ttft
-    tokens_in = tokens_out = "-"
-    if usage is not None:
-        tokens_in = f"{usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens}"
-        tokens_out = f"{usage.output_tokens}"
-    return Log(
-        level="INFO",
-        message="request",
-        fields=(
-            ("request", record.request_id),
-            ("model", record.model),
-            ("stream", "yes" if record.streamed else "no"),
-            ("outcome", record.outcome),
-            ("status", f"{record.status}"),
-            ("account", record.account or "-"),
-            ("attempts", f"{record.attempts}"),
-            ("ms", f"{record.latency * 1000:.0f}"),
-            ("ttft_ms", "-" if ttft is None else f"{ttft * 1000:.0f}"),
-            ("in", tokens_in),
-            ("out", tokens_out),
-            ("cost_usd", f"{record.cost_microdollars / 1e6:.6f}"),
-        ),
-    )
-
-
 def _log_impossible(state: State, event: object) -> list[Effect]:
     return [
         Log(
@@ -921,19 +809,6 @@ def _log_impossible(state: State, event: object) -> list[Effect]:
             fields=(("state", state.value), ("event", type(event).__name__)),
         )
     ]
-
-
-def _backoff_record(change: BackoffChange) -> Persist:
-    return Persist(
-        record=BackoffChanged(
-            provider=change.provider,
-            account=change.account,
-            model=change.model,
-            reason=change.reason,
-            until=change.until,
-            probe_at=change.probe_at,
-        )
-    )
 
 
 _ATTEMPT_EVENTS = (
