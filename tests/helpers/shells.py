@@ -39,14 +39,15 @@ def backend_of(shell: str) -> str:
     return "trio" if shell == "anyio-trio" else "asyncio"
 
 
-def two_provider_config(database: Path, **server: Any) -> Config:
-    """Model `m` from provider `one` (account `a1`, preferred tier) and `two` (account `a2`);
-    `[server]` keys from `server` (None leaves a key out)."""
+def two_provider_config(database: Path, *, read_timeout: float = 30.0, **server: Any) -> Config:
+    """Model `m` from provider `one` (account `a1`, preferred tier) and `two` (account `a2`),
+    each with `read_timeout_s = read_timeout`; `[server]` keys from `server` (None leaves a
+    key out)."""
     providers = {
         name: {
             "base_url": f"https://{name}.test/v1",
             "routing_priority": priority,
-            "read_timeout_s": 0.5,
+            "read_timeout_s": read_timeout,
             "models_endpoint": {"method": "DISABLED"},
             "static_models": [{"id": "m"}],
             "accounts": [{"name": account, "api_key": f"sk-{account}-0123456789abcdef"}],

@@ -199,7 +199,8 @@ async def test_a_client_gone_mid_stream_cancels_the_upstream(shell: str, db: Pat
 async def test_no_first_byte_in_time_fails_over_then_times_out(shell: str, db: Path) -> None:
     silent = [("gate",), ("head", 200), ("end",)]
     provider = Provider({"one.test": silent, "two.test": silent})
-    async with serving(shell, two_provider_config(db), provider) as port:
+    config = two_provider_config(db, read_timeout=0.5)
+    async with serving(shell, config, provider) as port:
         async with client(port) as c:
             await c.request("/v1/chat/completions", CHAT)
             with anyio.fail_after(10):
