@@ -94,6 +94,7 @@ class FailureKind(enum.StrEnum):
     UNKNOWN_ROUTE = "unknown_route"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BODY_TOO_LARGE = "body_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     ALL_THROTTLED = "all_throttled"
     INTERNAL_ERROR = "internal_error"
     UPSTREAM_EXHAUSTED = "upstream_exhausted"
@@ -141,6 +142,7 @@ _SHAPES: Mapping[FailureKind, _Shape] = types.MappingProxyType({
     _K.UNKNOWN_ROUTE:           _Shape(404, _INVALID, "unknown_url", _NOT_FOUND),
     _K.METHOD_NOT_ALLOWED:      _Shape(405, _INVALID, "method_not_allowed", _INVALID),
     _K.BODY_TOO_LARGE:          _Shape(413, _INVALID, "request_too_large", _TOO_LARGE),
+    _K.REQUEST_TIMEOUT:         _Shape(408, _INVALID, "request_timeout", _INVALID),
     _K.ALL_THROTTLED:           _Shape(429, "requests", "rate_limit_exceeded", "rate_limit_error"),
     _K.INTERNAL_ERROR:          _Shape(500, _SERVER, "internal_error", "api_error"),
     _K.UPSTREAM_EXHAUSTED:      _Shape(502, _SERVER, "upstream_error", "api_error"),
@@ -231,6 +233,13 @@ class LocalFailure:
         return cls(
             kind=FailureKind.BODY_TOO_LARGE,
             message=f"Request body is larger than the proxy's limit of {limit_bytes} bytes.",
+        )
+
+    @classmethod
+    def request_timeout(cls, seconds: float) -> LocalFailure:
+        return cls(
+            kind=FailureKind.REQUEST_TIMEOUT,
+            message=f"The request body did not arrive within {seconds:g}s.",
         )
 
     # -- who and where ------------------------------------------------------------

@@ -219,7 +219,10 @@ async def _read_request(
                 return _Request(method, target, headers, bytes(body))
             elif isinstance(event, h11.ConnectionClosed):
                 return None
-    return None  # idle or too slow: close quietly
+    if first:
+        return None  # idle between requests, or a head that never ended: close quietly
+    # The head arrived but not the whole body: say so (then close, as for a 413).
+    return _Request(method, target, headers, LocalFailure.request_timeout(REQUEST_TIMEOUT))
 
 
 async def _receive(stream: ByteStream) -> bytes:

@@ -36,7 +36,7 @@ from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 from quart import Quart, Response, request
 from werkzeug.datastructures import Headers
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from eggpool.core.config import Config
 from eggpool.core.effects import RespondBody, RespondEnd, RespondHead
@@ -132,6 +132,10 @@ def create_app(
     @app.errorhandler(RequestEntityTooLarge)
     async def too_large(_: RequestEntityTooLarge) -> Response:
         return _local(LocalFailure.body_too_large(MAX_BODY_BYTES))
+
+    @app.errorhandler(RequestTimeout)
+    async def too_slow(_: RequestTimeout) -> Response:
+        return _local(LocalFailure.request_timeout(REQUEST_TIMEOUT))
 
     @app.route("/", defaults={"path": ""}, methods=_METHODS)
     @app.route("/<path:path>", methods=_METHODS, strict_slashes=False)

@@ -345,3 +345,31 @@ async def test_a_doubled_slash_is_the_cores_404_not_a_redirect(shell: str, db: P
             status, _, body = answer(*await c.response())
     assert status == 404
     assert json.loads(body)["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_body_that_never_arrives_is_408_in_the_protocol_shape(
+    shell: str, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("eggpool.shells.asyncio_shell.server.REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr("eggpool.shells.quart_app.REQUEST_TIMEOUT", 0.3)
+    async with serving(shell, two_provider_config(db), Provider({})) as port:
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(
+                b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n"
+                + f"authorization: Bearer {KEY}\r\ncontent-length: 100\r\n\r\n".encode()
+                + b'{"model":'  # and nothing more
+            )
+            reply = b""
+            with anyio.fail_after(5):
+                while b"}}" not in reply:
+                    reply += await stream.receive()
+    assert reply.startswith(b"HTTP/1.1 408")
+    body = json.loads(reply[reply.index(b"\r\n\r\n") + 4 :])
+    assert body == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "The request body did not arrive within 0.3s.",
+        },
+    }
+    assert rows(db) == []
