@@ -70,6 +70,7 @@ class OpenUpstream:
     proxy: ProxyUrl | None = None
     connect_timeout: float = 5.0
     write_timeout: float = 30.0
+    pool_timeout: float = 30.0  # longest wait for a free connection slot
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -120,7 +121,10 @@ class FetchModelList:
     headers: UpstreamHeaders
     body: bytes | None = None
     proxy: ProxyUrl | None = None
-    timeout: float = 30.0
+    timeout: float = 30.0  # for the answer: first byte, and silence between reads
+    connect_timeout: float = 5.0
+    write_timeout: float = 30.0
+    pool_timeout: float = 30.0
 
 
 # --- persisted records ------------------------------------------------------------------

@@ -344,6 +344,7 @@ class RequestMachine:
                 proxy=identity.account.proxy,
                 connect_timeout=provider.http.connect_timeout_s,
                 write_timeout=provider.http.write_timeout_s,
+                pool_timeout=provider.http.pool_timeout_s,
             ),
             ArmTimer(key=f"up:{attempt_id}", at=now.mono + provider.http.read_timeout_s),
         ]

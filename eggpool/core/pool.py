@@ -338,6 +338,9 @@ class Pool:
             body=body,
             proxy=identity.account.proxy,
             timeout=provider.http.read_timeout_s,
+            connect_timeout=provider.http.connect_timeout_s,
+            write_timeout=provider.http.write_timeout_s,
+            pool_timeout=provider.http.pool_timeout_s,
         )
 
     def _model_list(self, event: ModelListReceived) -> list[Effect]:

@@ -419,6 +419,7 @@ class Driver:
             proxy=effect.proxy,
             connect_timeout=effect.connect_timeout,
             write_timeout=effect.write_timeout,
+            pool_timeout=effect.pool_timeout,
         )
         receiver = _AttemptReceiver(self, effect.attempt_id)
         with scope:
@@ -436,6 +437,9 @@ class Driver:
             headers=effect.headers,
             body=effect.body,
             proxy=effect.proxy,
+            connect_timeout=effect.connect_timeout,
+            write_timeout=effect.write_timeout,
+            pool_timeout=effect.pool_timeout,
             first_byte_timeout=effect.timeout,
             idle_timeout=effect.timeout,
         )

@@ -42,7 +42,8 @@ retry) and `_upstream_connect.py` (TCP, proxies, TLS).
   used from any task on one event loop).
 - *The limit.* `max_connections` bounds open connections, active and idle
   together. A request takes a slot first (FIFO); when none is free it waits
-  up to its own `connect_timeout` for one, then fails with `LOCAL`. Not
+  up to its own `pool_timeout` (`pool_timeout_s`) for one, then fails with
+  `LOCAL`. Not
   `CONNECT_TIMEOUT`: a full pool is our own back-pressure, and blaming the
   account would cool every account down exactly when we are busiest. The
   wait is a separate budget, so a request that waited still gets its whole
@@ -99,6 +100,7 @@ class UpstreamRequest:
     proxy: ProxyUrl | None = None
     connect_timeout: float = 5.0  # TCP + proxy handshake + TLS
     write_timeout: float = 30.0
+    pool_timeout: float = 30.0  # waiting for a free connection slot (max_connections)
     first_byte_timeout: float | None = None  # None: no limit (the core has its own timers)
     idle_timeout: float | None = None  # between body reads; None: no limit
 
@@ -169,13 +171,13 @@ class UpstreamClient:
         key: Key = (target.scheme, target.host, target.port, request.proxy)
         acquired = self._slots.try_acquire()
         if not acquired:
-            with anyio.move_on_after(request.connect_timeout):
+            with anyio.move_on_after(request.pool_timeout):
                 await self._slots.acquire()
                 acquired = True
         if not acquired:
             raise TransportError(
                 _F.LOCAL,
-                f"no free connection slot within {request.connect_timeout:g}s "
+                f"no free connection slot within {request.pool_timeout:g}s "
                 f"(max_connections={self._max_connections})",
             )
         connection: Connection | None = None

@@ -14,6 +14,7 @@ from eggpool.core.effects import (
     AttemptEnded,
     BackoffChanged,
     Effect,
+    FetchModelList,
     Log,
     OpenUpstream,
     OperationalEvent,
@@ -675,3 +676,40 @@ def test_a_truncated_json_answer_fails_over_instead_of_reaching_the_client() -> 
     assert d.client(request_id)[0] is None
     d.answer(second.attempt_id, 200, PLAIN)
     assert d.client(request_id) == (200, PLAIN, True)
+
+
+def test_upstream_requests_carry_the_providers_connection_timeouts() -> None:
+    timeouts = {"connect_timeout_s": 2, "write_timeout_s": 3, "pool_timeout_s": 4}
+    cfg = parse_config(
+        {
+            "server": {"api_key": SERVER_KEY},
+            "providers": {
+                "p": {
+                    "base_url": "https://api.example.com/v1",
+                    "read_timeout_s": 7,
+                    **timeouts,
+                    "accounts": [{"name": "a", "api_key": KEY}],
+                }
+            },
+        },
+        {},
+    )
+    drive = Driver(cfg, loaded=False)
+    listing = [
+        e for e in drive.send(StateLoaded(now=drive.now())) if isinstance(e, FetchModelList)
+    ]
+    assert [(f.timeout, f.connect_timeout, f.write_timeout, f.pool_timeout) for f in listing] == [
+        (7.0, 2.0, 3.0, 4.0)
+    ]
+    drive.send(
+        ModelListReceived(
+            now=drive.now(), account="a", status=200, body=b'{"data": [{"id": "m"}]}'
+        )
+    )
+    _, effects = drive.request({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    [attempt] = opened(effects)
+    assert (attempt.connect_timeout, attempt.write_timeout, attempt.pool_timeout) == (
+        2.0,
+        3.0,
+        4.0,
+    )

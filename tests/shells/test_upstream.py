@@ -818,7 +818,7 @@ async def test_max_connections_is_never_exceeded() -> None:
     assert server.connections == 5  # and every connection was kept alive and reused
 
 
-async def test_no_free_slot_within_connect_timeout_is_local() -> None:
+async def test_no_free_slot_within_pool_timeout_is_local() -> None:
     client = UpstreamClient(max_connections=1)
     release = anyio.Event()
 
@@ -832,11 +832,11 @@ async def test_no_free_slot_within_connect_timeout_is_local() -> None:
     async with serve(handler) as server, anyio.create_task_group() as group:
         group.start_soon(client.send, get(server.port), first)
         await anyio.sleep(0.05)
-        second = await fetch(client, get(server.port, connect_timeout=0.1))
+        second = await fetch(client, get(server.port, pool_timeout=0.1, connect_timeout=5))
         release.set()
     await client.aclose()
     assert second.failure == F.LOCAL
-    assert "max_connections=1" in second.detail
+    assert "no free connection slot within 0.1s (max_connections=1)" in second.detail
     first.assert_ok()
 
 
