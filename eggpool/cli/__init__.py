@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -243,6 +244,56 @@ def refresh(state: _State) -> None:
     click.echo(report)
     if not worked:
         sys.exit(1)
+
+
+@cli.group()
+def simulate() -> None:
+    """What your pool would do with a traffic, offline: no request leaves the machine.
+
+    See docs/simulate.md for the scenario file and docs/examples/ for complete ones.
+    """
+
+
+@simulate.command(name="run")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--seed", type=int, help="Random seed. Default: the scenario's `seed` (else 0).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def simulate_run(scenario: Path, seed: int | None, as_json: bool) -> None:
+    """Drive the real Pool through SCENARIO on a virtual clock and print what happened.
+
+    The same scenario and seed always print the same report. Exit status 1 when
+    the scenario is invalid, each problem named by its key path.
+    """
+    # Imported here: the simulator is no part of a serving process.
+    from eggpool.simulated.scenario import ScenarioError, load_scenario  # noqa: PLC0415
+    from eggpool.simulated.simulate import run_scenario  # noqa: PLC0415
+
+    try:
+        loaded = load_scenario(scenario)
+    except ScenarioError as exc:
+        count = len(exc.problems)
+        click.echo(
+            f"{scenario}: invalid scenario, {count} problem{'s' if count != 1 else ''}:",
+            err=True,
+        )
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(1)
+    for warning in loaded.warnings:
+        click.echo(f"{scenario}: warning: {warning}", err=True)
+    bar = _progress_bar() if sys.stderr.isatty() else None
+    report = run_scenario(loaded, seed=seed, progress=bar)
+    if bar is not None:
+        click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+    click.echo(report.to_json() if as_json else report.table(), nl=False)
+
+
+def _progress_bar() -> Callable[[float], None]:
+    def show(fraction: float) -> None:
+        filled = int(fraction * 40)
+        click.echo(f"\r[{'#' * filled}{'.' * (40 - filled)}] {fraction:4.0%}", nl=False, err=True)
+
+    return show
 
 
 def main() -> None:

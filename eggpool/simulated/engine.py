@@ -1,0 +1,177 @@
+"""A lean discrete-event loop: the real `Pool`, simulated providers, a virtual clock.
+
+Theory of operation. `Engine` plays the shell for `eggpool simulate`. One
+heap holds what will happen next (a client request arrives, a provider
+step, a timer fires, a model list comes back), ordered by virtual time and,
+for equal times, by the order it was scheduled, so the same inputs always
+give the same run. `run` pops an entry, moves the clock to it, builds the
+event with `now` read once, feeds it to `pool.handle` and executes the
+effects in order, as a shell must (STYLE rule 10):
+
+- `OpenUpstream`: `reply(effect, t)` says what the provider does (a
+  `provider.Reply`); its steps are scheduled from now; `AbortUpstream`
+  drops the attempt's remaining steps;
+- `FetchModelList`: `models(account)` lists what the account serves;
+- `ArmTimer` / `CancelTimer`: a timer entry (re-arming replaces it);
+- `Persist`: handed to `on_record`, which aggregates (nothing is kept here:
+  a day of traffic is hundreds of thousands of requests);
+- client-facing effects and logs are dropped: a simulation has no clients
+  to write to, and what they would see is in the records.
+
+No sockets, no sleeping, no wall clock: time is `start + elapsed`, both
+virtual. Entries scheduled "now" run after the current effects, never
+inside them (no re-entrancy, STYLE rule 11).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+
+from eggpool.core.config import Config
+from eggpool.core.effects import (
+    AbortUpstream,
+    ArmTimer,
+    CancelTimer,
+    FetchModelList,
+    OpenUpstream,
+    Persist,
+    Record,
+)
+from eggpool.core.events import ClientRequestReceived, Event, Now, StateLoaded, TimerFired
+from eggpool.core.pool import Pool
+from eggpool.simulated.provider import ModelList, Reply
+from eggpool.simulated.wire import Step
+
+__all__ = ["START", "Engine"]
+
+START = Now(mono=1000.0, wall=1_767_225_600.0)
+"""Where a simulation's clock starts: 2026-01-01T00:00:00Z."""
+
+ReplyFor = Callable[[OpenUpstream, float], Reply]
+"""What the provider does for an attempt dispatched at `t` seconds into the run."""
+
+_REQUEST, _STEP, _TIMER, _LISTING = range(4)
+
+
+class Engine:
+    """Run `config`'s Pool against simulated providers on a virtual clock."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reply: ReplyFor,
+        models: Callable[[str], Sequence[str]],
+        on_record: Callable[[Record, float], None],
+        start: Now = START,
+    ) -> None:
+        self.config = config
+        self._reply = reply
+        self._models = models
+        self._on_record = on_record
+        self._start = start
+        self._t = 0.0
+        self._heap: list[tuple[float, int, int, object]] = []
+        self._seq = 0
+        self._timers: dict[str, int] = {}  # key -> seq of its live entry
+        self._attempts: dict[str, int] = {}  # attempt id -> steps still to come
+        self._paths = {
+            account.name: (
+                config.providers[account.provider_id].openai_path,
+                config.providers[account.provider_id].anthropic_path,
+            )
+            for account in config.accounts
+        }
+        self.pool = Pool(config, now=self.now)
+        self.events = 0
+        self._deliver(StateLoaded(now=self.now))
+
+    @property
+    def now(self) -> Now:
+        return Now(mono=self._start.mono + self._t, wall=self._start.wall + self._t)
+
+    @property
+    def elapsed(self) -> float:
+        return self._t
+
+    def _push(self, at: float, kind: int, item: object) -> int:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, kind, item))
+        return self._seq
+
+    def request(self, at: float, event: Callable[[Now], ClientRequestReceived]) -> None:
+        """A client request arriving `at` seconds into the run; `event(now)` builds it."""
+        self._push(at, _REQUEST, event)
+
+    def run(self, until: float, *, done: Callable[[], bool] | None = None) -> None:
+        """Deliver everything due up to `until` seconds, or until `done()` says so (checked
+        between events). There is always more: the Pool re-arms its periodic timers."""
+        heap = self._heap
+        while heap:
+            at, seq, kind, item = heap[0]
+            if at > until or (done is not None and done()):
+                break
+            heapq.heappop(heap)
+            if kind == _TIMER:
+                key = item
+                assert isinstance(key, str)
+                if self._timers.get(key) != seq:
+                    continue  # cancelled or re-armed since
+                del self._timers[key]
+                self._t = max(self._t, at)
+                self._deliver(TimerFired(now=self.now, key=key))
+            elif kind == _STEP:
+                assert isinstance(item, tuple)
+                attempt_id: str = item[0]
+                step: Step = item[1]
+                left = self._attempts.get(attempt_id)
+                if left is None:
+                    continue  # aborted
+                if left <= 1:
+                    del self._attempts[attempt_id]
+                else:
+                    self._attempts[attempt_id] = left - 1
+                self._t = max(self._t, at)
+                self._deliver(step.stamp(self.now))
+            elif kind == _REQUEST:
+                self._t = max(self._t, at)
+                self._deliver(item(self.now))  # type: ignore[operator]
+            else:
+                self._t = max(self._t, at)
+                self._deliver(item.stamp(self.now))  # type: ignore[attr-defined]
+        if done is None or not done():
+            self._t = max(self._t, until)
+
+    def _deliver(self, event: Event) -> None:
+        self.events += 1
+        t = self._t
+        for effect in self.pool.handle(event):
+            if isinstance(effect, Persist):
+                self._on_record(effect.record, t)
+            elif isinstance(effect, OpenUpstream):
+                self._open(effect, t)
+            elif isinstance(effect, ArmTimer):
+                at = max(t, effect.at - self._start.mono)
+                self._timers[effect.key] = self._push(at, _TIMER, effect.key)
+            elif isinstance(effect, CancelTimer):
+                self._timers.pop(effect.key, None)
+            elif isinstance(effect, AbortUpstream):
+                self._attempts.pop(effect.attempt_id, None)
+            elif isinstance(effect, FetchModelList):
+                for step in ModelList.of(*self._models(effect.account)).steps(effect.account):
+                    self._push(t + step.delay, _LISTING, step)
+            # Responses to clients, logs, metrics, publishes: nobody to show them to.
+
+    def _open(self, effect: OpenUpstream, t: float) -> None:
+        openai_path, anthropic_path = self._paths[effect.account]
+        steps: list[Step] = self._reply(effect, t).steps(
+            effect, openai_path=openai_path, anthropic_path=anthropic_path
+        )
+        if not steps:
+            return  # a hang: only the core's timer ends it
+        self._attempts[effect.attempt_id] = len(steps)
+        at = t
+        for step in steps:
+            at += step.delay
+            self._push(at, _STEP, (effect.attempt_id, step))

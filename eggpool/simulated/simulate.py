@@ -1,0 +1,347 @@
+"""`eggpool simulate run`: a scenario's traffic through the real Pool, and what came of it.
+
+Theory of operation. `run_scenario` draws the whole run from one seeded
+generator, so the same scenario and seed give the same report, byte for
+byte: first every arrival (its time from the arrival process, its model
+from the weighted mix, streamed or not, its protocol, its input and output
+tokens, its routing entropy), then, as the `Engine` dispatches attempts,
+what each provider does with each one (in dispatch order, which is itself
+deterministic): refuse it inside a `down` window, answer 429 with the
+window's Retry-After inside a `throttled` window, otherwise a 500 or a 429
+at the configured rates, else a complete answer after the account's
+latency (with jitter), streamed at its speed, reporting the drawn tokens.
+
+The Pool's own records (`RequestFinalized`, `AttemptEnded`,
+`BackoffChanged`) are all the report reads: per account the requests it
+served and its share, spend, the most it spent in any rolling 5-hour
+window, cooldowns and 429s seen; errors clients saw by status; failovers;
+latency and time to first token percentiles.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+
+import attrs
+
+from eggpool.core.effects import (
+    AttemptEnded,
+    BackoffChanged,
+    OpenUpstream,
+    Record,
+    RequestFinalized,
+)
+from eggpool.core.events import ClientRequestReceived, Now
+from eggpool.core.lifecycle import TOTAL_DEADLINE
+from eggpool.simulated.engine import Engine
+from eggpool.simulated.provider import Reply
+from eggpool.simulated.scenario import Arrival, Behaviour, Scenario
+
+__all__ = ["AccountReport", "Report", "run_scenario"]
+
+_FIVE_HOURS = 5 * 3600.0
+_TOKENS_PER_CHUNK = 10
+
+
+@attrs.define
+class AccountReport:
+    requests: int = 0
+    attempts: int = 0
+    spend_microdollars: int = 0
+    peak_five_hour_microdollars: int = 0
+    cooldowns: int = 0
+    rate_limited: int = 0  # 429s this account answered
+    _charges: list[tuple[float, int]] = attrs.Factory(list)
+
+    def as_json(self, total: int) -> dict[str, object]:
+        return {
+            "requests": self.requests,
+            "share": round(self.requests / total, 4) if total else 0.0,
+            "attempts": self.attempts,
+            "spend_usd": round(self.spend_microdollars / 1e6, 6),
+            "peak_5h_spend_usd": round(self.peak_five_hour_microdollars / 1e6, 6),
+            "cooldowns": self.cooldowns,
+            "rate_limited": self.rate_limited,
+        }
+
+
+@attrs.define
+class Report:
+    seed: int
+    duration: float
+    requests: int = 0
+    outcomes: Counter[str] = attrs.Factory(Counter)
+    errors: Counter[int] = attrs.Factory(Counter)  # client-visible status >= 400
+    failovers: int = 0
+    accounts: dict[str, AccountReport] = attrs.Factory(dict)
+    latencies: list[float] = attrs.Factory(list)
+    ttfts: list[float] = attrs.Factory(list)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "seed": self.seed,
+            "duration_s": self.duration,
+            "requests": self.requests,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "errors_by_status": {str(k): v for k, v in sorted(self.errors.items())},
+            "failovers": self.failovers,
+            "latency_ms": _percentiles(self.latencies),
+            "ttft_ms": _percentiles(self.ttfts),
+            "accounts": {
+                name: report.as_json(self.requests)
+                for name, report in sorted(self.accounts.items())
+            },
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_json(), indent=2, sort_keys=False) + "\n"
+
+    def table(self) -> str:
+        """The summary a person reads: one line per account, then what clients saw."""
+        rows = [("account", "requests", "share", "spend $", "peak 5h $", "cooldowns", "429s")]
+        for name, a in sorted(self.accounts.items()):
+            share = a.requests / self.requests if self.requests else 0.0
+            rows.append(
+                (
+                    name,
+                    f"{a.requests:,}",
+                    f"{share:.1%}",
+                    f"{a.spend_microdollars / 1e6:,.4f}",
+                    f"{a.peak_five_hour_microdollars / 1e6:,.4f}",
+                    f"{a.cooldowns}",
+                    f"{a.rate_limited}",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = [
+            "  ".join(
+                cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                for i, cell in enumerate(row)
+            )
+            for row in rows
+        ]
+        lines.insert(1, "-" * len(lines[0]))
+        latency, ttft = _percentiles(self.latencies), _percentiles(self.ttfts)
+        errors = ", ".join(f"{status}: {n:,}" for status, n in sorted(self.errors.items()))
+        outcomes = ", ".join(f"{name}: {n:,}" for name, n in sorted(self.outcomes.items()))
+        lines += [
+            "",
+            f"requests: {self.requests:,} in {self.duration:g}s (seed {self.seed})",
+            f"outcomes: {outcomes or '-'}",
+            f"errors clients saw: {errors or 'none'}",
+            f"failovers: {self.failovers:,}",
+            f"latency p50/p99: {latency['p50']:g} / {latency['p99']:g} ms; "
+            f"first token p50/p99: {ttft['p50']:g} / {ttft['p99']:g} ms",
+        ]
+        return "\n".join(lines) + "\n"
+
+    # -- aggregation ---------------------------------------------------------------------
+
+    def add(self, record: Record, t: float) -> None:
+        if isinstance(record, RequestFinalized):
+            self.requests += 1
+            self.outcomes[record.outcome] += 1
+            if record.status >= 400:
+                self.errors[record.status] += 1
+            self.failovers += max(record.attempts - 1, 0)
+            self.latencies.append(record.latency)
+            if record.ttft is not None:
+                self.ttfts.append(record.ttft)
+            if record.account is not None:
+                account = self._account(record.account)
+                account.requests += 1
+                account.spend_microdollars += record.cost_microdollars
+                account._charges.append((t, record.cost_microdollars))
+        elif isinstance(record, AttemptEnded):
+            account = self._account(record.account)
+            account.attempts += 1
+            if record.status == 429:
+                account.rate_limited += 1
+        elif isinstance(record, BackoffChanged) and record.account and record.until:
+            self._account(record.account).cooldowns += 1
+
+    def _account(self, name: str) -> AccountReport:
+        found = self.accounts.get(name)
+        if found is None:
+            found = self.accounts[name] = AccountReport()
+        return found
+
+    def finish(self, accounts: list[str]) -> None:
+        for name in accounts:
+            self._account(name)
+        for account in self.accounts.values():
+            account.peak_five_hour_microdollars = _peak_window(account._charges, _FIVE_HOURS)
+
+
+def _peak_window(charges: list[tuple[float, int]], width: float) -> int:
+    """The most spent within any `width` seconds (charges in time order)."""
+    best = total = start = 0
+    for t, amount in charges:
+        total += amount
+        while charges[start][0] <= t - width:
+            total -= charges[start][1]
+            start += 1
+        best = max(best, total)
+    return best
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p99": 0.0}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+    return {"p50": at(0.50), "p99": at(0.99)}
+
+
+@attrs.frozen
+class _Planned:
+    at: float
+    model: str
+    stream: bool
+    anthropic: bool
+    input_tokens: int
+    output_tokens: int
+    entropy: int
+
+
+def run_scenario(
+    scenario: Scenario, *, seed: int | None = None, progress: Callable[[float], None] | None = None
+) -> Report:
+    """Simulate `scenario` (its own seed unless `seed` is given) and report what happened."""
+    chosen = scenario.seed if seed is None else seed
+    rng = random.Random(chosen)
+    traffic = scenario.traffic
+    plans = _arrivals(scenario, rng)
+    config = scenario.config
+    key = config.server.api_key
+    auth = (("authorization", f"Bearer {key.reveal()}"),) if key is not None else ()
+    headers = (("content-type", "application/json"), *auth)
+    provider_of = {a.name: a.provider_id for a in config.accounts}
+    planned: dict[str, _Planned] = {}
+    report = Report(seed=chosen, duration=float(traffic.duration))
+
+    def reply(effect: OpenUpstream, t: float) -> Reply:
+        plan = planned[effect.request_id]
+        behaviour = scenario.behaviour_of(effect.account, provider_of[effect.account])
+        return _reply(behaviour, plan, t, rng)
+
+    engine = Engine(
+        config,
+        reply=reply,
+        models=lambda account: scenario.models[provider_of[account]],
+        on_record=report.add,
+    )
+    step = max(traffic.duration / 100, 1.0)
+    next_report = step
+    for number, plan in enumerate(plans, 1):
+        request_id = f"sim-{number:07d}"
+        planned[request_id] = plan
+        engine.request(plan.at, _event(request_id, plan, headers))
+        if progress is not None and plan.at >= next_report:
+            engine.run(until=plan.at)
+            progress(plan.at / traffic.duration)
+            next_report += step
+    # Every request ends within the core's total deadline; stop as soon as the last has.
+    engine.run(traffic.duration + TOTAL_DEADLINE + 60, done=lambda: report.requests >= len(plans))
+    report.finish([a.name for a in config.accounts])
+    return report
+
+
+def _arrivals(scenario: Scenario, rng: random.Random) -> list[_Planned]:
+    traffic = scenario.traffic
+    names = [m.name for m in traffic.models]
+    weights = [m.weight for m in traffic.models]
+    cumulative = list(_accumulate(weights))
+    plans: list[_Planned] = []
+    t = 0.0 if traffic.arrival is Arrival.POISSON else 0.5 / traffic.rate
+    while True:
+        if traffic.arrival is Arrival.POISSON:
+            t += rng.expovariate(traffic.rate)
+        if t >= traffic.duration:
+            return plans
+        pick = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
+        plans.append(
+            _Planned(
+                at=t,
+                model=names[min(pick, len(names) - 1)],
+                stream=rng.random() < traffic.stream_share,
+                anthropic=rng.random() < traffic.anthropic_share,
+                input_tokens=_around(traffic.input_tokens, rng),
+                output_tokens=_around(traffic.output_tokens, rng),
+                entropy=rng.getrandbits(64),
+            )
+        )
+        if traffic.arrival is Arrival.CONSTANT:
+            t += 1.0 / traffic.rate
+
+
+def _accumulate(weights: list[float]) -> list[float]:
+    total, out = 0.0, []
+    for weight in weights:
+        total += weight
+        out.append(total)
+    return out
+
+
+def _around(mean: int, rng: random.Random) -> int:
+    """A token count around `mean`: uniform within half of it either way."""
+    return max(1, round(mean * (0.5 + rng.random())))
+
+
+def _event(
+    request_id: str, plan: _Planned, headers: tuple[tuple[str, str], ...]
+) -> Callable[[Now], ClientRequestReceived]:
+    body: dict[str, object] = {
+        "model": plan.model,
+        "stream": plan.stream,
+        # Each request opens its own conversation: a shared opening would be one session,
+        # which session affinity keeps on one account.
+        "messages": [{"role": "user", "content": f"Conversation {request_id}"}],
+    }
+    if plan.anthropic:
+        body["max_tokens"] = plan.output_tokens
+    data = json.dumps(body).encode()
+    path = "/v1/messages" if plan.anthropic else "/v1/chat/completions"
+
+    def make(now: Now) -> ClientRequestReceived:
+        return ClientRequestReceived(
+            now=now,
+            request_id=request_id,
+            entropy=plan.entropy,
+            method="POST",
+            path=path,
+            headers=headers,
+            body=data,
+        )
+
+    return make
+
+
+def _reply(behaviour: Behaviour, plan: _Planned, t: float, rng: random.Random) -> Reply:
+    for window in behaviour.down:
+        if window.covers(t):
+            return Reply.refused()
+    for window in behaviour.throttled:
+        if window.covers(t):
+            return Reply.rate_limited(retry_after=float(window.retry_after))
+    latency = behaviour.latency * (1 + behaviour.jitter * (2 * rng.random() - 1))
+    draw = rng.random()
+    if draw < behaviour.error_rate:
+        return Reply.status(500, latency=latency)
+    if draw < behaviour.error_rate + behaviour.rate_limit_rate:
+        return Reply.rate_limited(retry_after=float(behaviour.retry_after), latency=latency)
+    chunks = max(1, plan.output_tokens // _TOKENS_PER_CHUNK)
+    return Reply.ok(
+        chunks,
+        latency=latency,
+        interval=_TOKENS_PER_CHUNK / behaviour.tokens_per_second,
+        tokens_per_chunk=_TOKENS_PER_CHUNK,
+        input_tokens=plan.input_tokens,
+    )
