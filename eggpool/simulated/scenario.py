@@ -237,7 +237,7 @@ def _models(table: Table) -> tuple[ModelShare, ...]:
         name = entry.str_("name")
         weight = entry.read("weight", float, 1.0)
         if weight is not None and weight <= 0:
-            entry.error("weight", f"must be > 0, got {weight}")
+            entry.error("weight", f"must be greater than 0, got {weight}")
         entry.finish()
         if name:
             shares.append(ModelShare(name=name, weight=float(weight)))

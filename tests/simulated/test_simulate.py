@@ -1,0 +1,166 @@
+"""`eggpool simulate run`: determinism, outcomes known in closed form, and bad scenarios."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eggpool.simulated.scenario import ScenarioError, parse_scenario
+from eggpool.simulated.simulate import Report, run_scenario
+
+
+def pool(*tiers: tuple[str, int, int]) -> dict[str, Any]:
+    """Providers (name, routing_priority, accounts) serving model `m`."""
+    return {
+        "server": {"api_key": "sk-server-0123456789"},
+        "providers": {
+            name: {
+                "base_url": f"https://{name}.example/v1",
+                "routing_priority": priority,
+                "accounts": [
+                    {"name": f"{name}-{n}", "api_key": f"sk-{name}-{n}-0123456789abcdef"}
+                    for n in range(1, count + 1)
+                ],
+            }
+            for name, priority, count in tiers
+        },
+    }
+
+
+def scenario(
+    providers: dict[str, Any], *, behaviour: dict[str, Any] | None = None, **traffic: Any
+) -> dict[str, Any]:
+    return {
+        "pool": providers,
+        "traffic": {
+            "duration": 600,
+            "rate": 2,
+            "models": [{"name": "m"}],
+            **traffic,
+        },
+        "behaviour": {"latency": 0.3, **(behaviour or {})},
+    }
+
+
+def run(document: dict[str, Any], seed: int = 1) -> Report:
+    return run_scenario(parse_scenario(document, base_dir=Path(".")), seed=seed)
+
+
+def shares(report: Report) -> dict[str, float]:
+    return {name: a.requests / report.requests for name, a in report.accounts.items()}
+
+
+def test_the_same_seed_gives_the_same_report_byte_for_byte() -> None:
+    document = scenario(pool(("a", 0, 3)), behaviour={"rate_limit_rate": 0.05})
+    first, again, other = run(document, 5), run(document, 5), run(document, 6)
+    assert first.to_json() == again.to_json()
+    assert first.to_json() != other.to_json()
+
+
+def test_equal_accounts_share_the_traffic_evenly() -> None:
+    report = run(scenario(pool(("a", 0, 3))))
+    assert report.requests > 1000
+    assert report.outcomes == {"completed": report.requests}
+    for share in shares(report).values():
+        assert share == pytest.approx(1 / 3, abs=0.05)
+
+
+def test_a_throttled_account_loses_its_share_and_clients_never_see_it() -> None:
+    window = {"start": 100, "end": 500, "retry_after": 60}
+    behaviour = {"accounts": {"a-1": {"throttled": [window]}}}
+    report = run(scenario(pool(("a", 0, 2)), behaviour=behaviour))
+    share = shares(report)
+    assert share["a-1"] < 0.35 < share["a-2"]
+    assert report.accounts["a-1"].rate_limited > 0
+    assert report.accounts["a-1"].cooldowns > 0
+    assert report.errors == {}  # every 429 failed over to a-2
+    assert report.failovers > 0
+
+
+def test_a_higher_tier_takes_all_traffic_until_it_cools_down() -> None:
+    down = {"start": 200, "end": 400}
+    behaviour = {"providers": {"gold": {"down": [down]}}}
+    quiet = run(scenario(pool(("gold", 1, 1), ("iron", 0, 1))))
+    assert shares(quiet) == {"gold-1": 1.0, "iron-1": 0.0}
+    report = run(scenario(pool(("gold", 1, 1), ("iron", 0, 1)), behaviour=behaviour))
+    # iron serves during the outage (a third of the run) and until gold's cooldown ends
+    # and a probe finds it back; then gold takes the traffic again.
+    assert 1 / 3 < shares(report)["iron-1"] < 0.8
+    assert shares(report)["gold-1"] > 0.2
+    assert report.accounts["gold-1"].cooldowns > 0
+    assert report.errors == {}
+
+
+def test_the_report_json_says_what_the_table_says() -> None:
+    report = run(scenario(pool(("a", 0, 2))))
+    data = json.loads(report.to_json())
+    assert data["requests"] == report.requests
+    assert set(data["accounts"]) == {"a-1", "a-2"}
+    assert sum(a["requests"] for a in data["accounts"].values()) == report.requests
+    table = report.table()
+    assert "a-1" in table
+    assert f"requests: {report.requests:,} in 600s (seed 1)" in table
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d["traffic"].update(rate=-1), "traffic.rate: must be greater than 0, got -1"),
+        (lambda d: d["traffic"].update(models=[]), "traffic.models: name at least one model"),
+        (
+            lambda d: d["traffic"].update(arrival="bursty"),
+            'traffic.arrival: expected one of "constant", "poisson"',
+        ),
+        (
+            lambda d: d["pool"]["providers"]["a"].pop("base_url"),
+            "pool.providers.a.base_url",
+        ),
+        (
+            lambda d: d["behaviour"].update(accounts={"nobody": {}}),
+            "behaviour.accounts.nobody: no such account in the pool",
+        ),
+        (
+            lambda d: d["behaviour"].update(down=[{"start": 50, "end": 10}]),
+            "behaviour.down[0].end: must be after start (50s), got 10s",
+        ),
+        (lambda d: d.pop("pool"), "pool: the pool to simulate"),
+    ],
+)
+def test_a_bad_scenario_names_the_key_path(change: Any, problem: str) -> None:
+    document = scenario(pool(("a", 0, 1)))
+    change(document)
+    with pytest.raises(ScenarioError) as raised:
+        parse_scenario(document, base_dir=Path("."))
+    assert any(str(p).startswith(problem) for p in raised.value.problems), raised.value
+
+
+def test_the_command_prints_the_report_and_refuses_a_bad_file(tmp_path: Path) -> None:
+    good = tmp_path / "scenario.toml"
+    good.write_text(
+        'seed = 3\npool = "pool.toml"\n\n[traffic]\nduration = "2m"\nrate = 1\n'
+        '[[traffic.models]]\nname = "m"\n'
+    )
+    (tmp_path / "pool.toml").write_text(
+        '[providers.a]\nbase_url = "https://a.example/v1"\n'
+        '[[providers.a.accounts]]\nname = "a-1"\napi_key_env = "A_KEY"\n'
+    )
+    command = [sys.executable, "-m", "eggpool", "simulate", "run"]
+    ran = subprocess.run(
+        [*command, str(good), "--json"], capture_output=True, text=True, check=True
+    )
+    again = subprocess.run(
+        [*command, str(good), "--json"], capture_output=True, text=True, check=True
+    )
+    assert ran.stdout == again.stdout
+    assert json.loads(ran.stdout)["seed"] == 3
+    bad = tmp_path / "bad.toml"
+    bad.write_text('pool = "pool.toml"\n[traffic]\nrate = 0\nratee = 1\n')
+    refused = subprocess.run([*command, str(bad)], capture_output=True, text=True, check=False)
+    assert refused.returncode == 1
+    assert "traffic.rate: must be greater than 0, got 0" in refused.stderr
+    assert "traffic.models" in refused.stderr
