@@ -155,7 +155,7 @@ def parse_scenario(document: Mapping[str, object], *, base_dir: Path) -> Scenari
     if not models:
         problems.error("traffic.models", "name at least one model ([[traffic.models]])")
     top = root.table("behaviour")
-    base = _behaviour(top, None)
+    base = _behaviour(top, None, finish=False)  # its providers and accounts come next
     providers: dict[str, Behaviour] = {}
     listed: dict[str, tuple[str, ...]] = {}
     for name, table in top.named_tables("providers"):
@@ -244,7 +244,7 @@ def _models(table: Table) -> tuple[ModelShare, ...]:
     return tuple(shares)
 
 
-def _behaviour(table: Table, parent: Behaviour | None) -> Behaviour:
+def _behaviour(table: Table, parent: Behaviour | None, *, finish: bool = True) -> Behaviour:
     throttled = _windows(table, "throttled")
     down = _windows(table, "down")
     if parent is None:
@@ -264,7 +264,8 @@ def _behaviour(table: Table, parent: Behaviour | None) -> Behaviour:
             down=parent.down + down,
             **given,
         )
-    table.finish()
+    if finish:
+        table.finish()
     return own
 
 

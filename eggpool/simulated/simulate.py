@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -44,7 +45,10 @@ from eggpool.simulated.scenario import Arrival, Behaviour, Scenario
 __all__ = ["AccountReport", "Report", "run_scenario"]
 
 _FIVE_HOURS = 5 * 3600.0
-_TOKENS_PER_CHUNK = 10
+_CHUNKS = 4
+"""Body events per answer, at least. A provider sends a few tokens per event; a simulation
+needs the first token's time, the answer's length and its usage, not every event (each
+costs the Pool an event), so an answer's tokens come in a few pieces."""
 
 
 @attrs.define
@@ -337,11 +341,17 @@ def _reply(behaviour: Behaviour, plan: _Planned, t: float, rng: random.Random) -
         return Reply.status(500, latency=latency)
     if draw < behaviour.error_rate + behaviour.rate_limit_rate:
         return Reply.rate_limited(retry_after=float(behaviour.retry_after), latency=latency)
-    chunks = max(1, plan.output_tokens // _TOKENS_PER_CHUNK)
+    # The first piece must arrive at `latency` (the time to first token): its head comes
+    # one interval before, so pieces are made small enough for that interval to fit.
+    speed = behaviour.tokens_per_second
+    pieces = max(_CHUNKS, math.ceil(plan.output_tokens / speed / max(latency, 1e-3)))
+    per_chunk = -(-plan.output_tokens // pieces)  # ceiling: output ~ chunks * per_chunk
+    chunks = -(-plan.output_tokens // per_chunk)
+    interval = per_chunk / speed
     return Reply.ok(
         chunks,
-        latency=latency,
-        interval=_TOKENS_PER_CHUNK / behaviour.tokens_per_second,
-        tokens_per_chunk=_TOKENS_PER_CHUNK,
+        latency=max(latency - interval, 0.0),
+        interval=interval,
+        tokens_per_chunk=per_chunk,
         input_tokens=plan.input_tokens,
     )
