@@ -42,6 +42,8 @@ from eggpool.core.pool import Pool  # noqa: E402
 from eggpool.core.routing import Router  # noqa: E402
 from eggpool.core.sse import SSEDecoder  # noqa: E402
 from eggpool.core.usage import AnthropicStreamObserver, OpenAIStreamObserver  # noqa: E402
+from eggpool.simulated.scenario import parse_scenario  # noqa: E402
+from eggpool.simulated.simulate import run_scenario  # noqa: E402
 from tests.helpers.example_config import example_env, uncomment_defaults  # noqa: E402
 
 TCP_SEGMENT = 1448  # what a stream arrives in over a typical LAN/TLS path
@@ -327,6 +329,39 @@ def bench_pool(chunks: int) -> dict[str, object]:
     }
 
 
+def bench_simulate() -> dict[str, object]:
+    """`eggpool simulate run` on docs/examples' pool shape: 3 simulated hours at 2 requests/s."""
+    document = {
+        "pool": {
+            "server": {"api_key": "sk-bench-server-0123"},
+            "providers": {
+                "p": {
+                    "base_url": "https://p.example/v1",
+                    "accounts": [
+                        {"name": f"a{n}", "api_key": f"sk-bench-a{n}-0123456789"} for n in (1, 2)
+                    ],
+                }
+            },
+        },
+        "traffic": {
+            "duration": 3 * 3600,
+            "rate": 2,
+            "arrival": "constant",
+            "models": [{"name": "gpt-4o-mini"}],
+        },
+    }
+    scenario = parse_scenario(document, base_dir=ROOT)
+    runs = timed(lambda: run_scenario(scenario), 3)
+    requests = 3 * 3600 * 2
+    return {
+        "unit": "requests/s",
+        "best": requests / min(runs),
+        "median": requests / statistics.median(runs),
+        "detail": f"{requests:,} simulated requests (half streamed), 2 accounts; "
+        "a 24 h day at 2 requests/s is 172,800",
+    }
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     "sse_decode": lambda: bench_sse_decode(raw=False),
     "sse_decode_raw": lambda: bench_sse_decode(raw=True),
@@ -341,6 +376,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     "routing_decision": bench_routing,
     "pool_request": lambda: bench_pool(0),
     "pool_stream_20": lambda: bench_pool(20),
+    "simulate": bench_simulate,
     **UPSTREAM_BENCHMARKS,
     **SERVE_BENCHMARKS,
 }

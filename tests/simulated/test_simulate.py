@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from eggpool.simulated.scenario import ScenarioError, parse_scenario
+from eggpool.simulated.scenario import ScenarioError, load_scenario, parse_scenario
 from eggpool.simulated.simulate import Report, run_scenario
 
 
@@ -164,3 +164,11 @@ def test_the_command_prints_the_report_and_refuses_a_bad_file(tmp_path: Path) ->
     assert refused.returncode == 1
     assert "traffic.rate: must be greater than 0, got 0" in refused.stderr
     assert "traffic.models" in refused.stderr
+
+
+def test_every_example_scenario_in_the_docs_is_valid() -> None:
+    examples = sorted((Path(__file__).parents[2] / "docs" / "examples").glob("simulate-*.toml"))
+    assert examples
+    for path in examples:
+        loaded = load_scenario(path)
+        assert loaded.warnings == (), path
