@@ -26,6 +26,8 @@ with placeholders: nothing leaves the machine, and no secret is needed.
 from __future__ import annotations
 
 import enum
+import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -211,7 +213,7 @@ def _pool(root: Table, base_dir: Path, problems: Problems) -> Config | None:
         problems.error("pool", "the pool to simulate: a table (as config.toml) or a file path")
         return None
     try:
-        return parse_config(document, _Placeholders(), base_dir=base)
+        return parse_config(document, _Placeholders(os.environ), base_dir=base)
     except ConfigError as exc:
         for problem in exc.problems:
             problems.error(f"{prefix}.{problem.path}" if problem.path else prefix, problem.message)
@@ -219,16 +221,28 @@ def _pool(root: Table, base_dir: Path, problems: Problems) -> Config | None:
 
 
 class _Placeholders(dict[str, str]):
-    """Every environment variable a pool names exists, with a placeholder value."""
+    """The environment a simulated pool reads: the real one, where a variable that names a
+    credential (KEY, TOKEN, SECRET, PASSWORD) and is unset gets a placeholder, since the
+    simulator sends nothing. Others (a proxy URL) must be set, as for a real run."""
+
+    def __init__(self, real: Mapping[str, str]) -> None:
+        super().__init__(real)
 
     def __missing__(self, key: str) -> str:
-        return f"sk-simulated-{key.lower()}-0123456789"
+        if _CREDENTIAL.search(key):
+            return f"sk-simulated-{key.lower()}-0123456789"
+        raise KeyError(key)
 
     def __contains__(self, key: object) -> bool:
-        return True
+        return super().__contains__(key) or (
+            isinstance(key, str) and _CREDENTIAL.search(key) is not None
+        )
 
-    def get(self, key: str, default: object = None) -> str:
-        return self[key]
+    def get(self, key: str, default: object = None) -> str | None:  # type: ignore[override]
+        return self[key] if key in self else default  # type: ignore[return-value]  # noqa: SIM401
+
+
+_CREDENTIAL = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 
 
 def _models(table: Table) -> tuple[ModelShare, ...]:

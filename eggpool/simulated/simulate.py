@@ -38,7 +38,7 @@ from eggpool.core.effects import (
 )
 from eggpool.core.events import ClientRequestReceived, Now
 from eggpool.core.lifecycle import TOTAL_DEADLINE
-from eggpool.simulated.engine import Engine
+from eggpool.simulated.engine import START, Engine
 from eggpool.simulated.provider import Reply
 from eggpool.simulated.scenario import Arrival, Behaviour, Scenario
 
@@ -84,6 +84,8 @@ class Report:
     accounts: dict[str, AccountReport] = attrs.Factory(dict)
     latencies: list[float] = attrs.Factory(list)
     ttfts: list[float] = attrs.Factory(list)
+    start_wall: float = 0.0  # the run's wall clock at t = 0 (backoffs end at wall times)
+    _cooling: dict[tuple[str, str | None], float] = attrs.Factory(dict)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -165,8 +167,20 @@ class Report:
             account.attempts += 1
             if record.status == 429:
                 account.rate_limited += 1
-        elif isinstance(record, BackoffChanged) and record.account and record.until:
-            self._account(record.account).cooldowns += 1
+        elif isinstance(record, BackoffChanged) and record.account:
+            # A cooldown starts when the account was not already cooling down; later
+            # changes of the same backoff (longer, a probe planned) are not new ones.
+            scope = (record.account, record.model)
+            previous = self._cooling.get(scope)
+            if record.until is None:
+                self._cooling.pop(scope, None)
+            else:
+                if previous is None or previous <= self._wall(t):
+                    self._account(record.account).cooldowns += 1
+                self._cooling[scope] = record.until
+
+    def _wall(self, t: float) -> float:
+        return self.start_wall + t
 
     def _account(self, name: str) -> AccountReport:
         found = self.accounts.get(name)
@@ -229,7 +243,7 @@ def run_scenario(
     headers = (("content-type", "application/json"), *auth)
     provider_of = {a.name: a.provider_id for a in config.accounts}
     planned: dict[str, _Planned] = {}
-    report = Report(seed=chosen, duration=float(traffic.duration))
+    report = Report(seed=chosen, duration=float(traffic.duration), start_wall=START.wall)
 
     def reply(effect: OpenUpstream, t: float) -> Reply:
         plan = planned[effect.request_id]

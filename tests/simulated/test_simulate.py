@@ -172,3 +172,13 @@ def test_every_example_scenario_in_the_docs_is_valid() -> None:
     for path in examples:
         loaded = load_scenario(path)
         assert loaded.warnings == (), path
+
+
+def test_a_pool_needs_no_credentials_but_other_variables_must_be_set() -> None:
+    document = scenario(pool(("a", 0, 1)))
+    account = document["pool"]["providers"]["a"]["accounts"][0]
+    account["api_key_env"] = account.pop("api_key").replace("-", "_").upper() + "_KEY"
+    assert run(document).requests > 0  # the key variable is unset: a placeholder stands in
+    account["proxy_url_env"] = "EGGPOOL_TEST_UNSET_PROXY"
+    with pytest.raises(ScenarioError, match=r"pool\.providers\.a\.accounts\[0\]\.proxy_url_env"):
+        parse_scenario(document, base_dir=Path("."))
