@@ -11,7 +11,7 @@ effects in order, as a shell must (STYLE rule 10):
 - `OpenUpstream`: `reply(effect, t)` says what the provider does (a
   `provider.Reply`); its steps are scheduled from now; `AbortUpstream`
   drops the attempt's remaining steps;
-- `FetchModelList`: `models(account)` lists what the account serves;
+- `FetchModelList`: `models(account, t)` lists what the account serves then;
 - `ArmTimer` / `CancelTimer`: a timer entry (re-arming replaces it);
 - `Persist`: handed to `on_record`, which aggregates (nothing is kept here:
   a day of traffic is hundreds of thousands of requests);
@@ -62,7 +62,7 @@ class Engine:
         config: Config,
         *,
         reply: ReplyFor,
-        models: Callable[[str], Sequence[str]],
+        models: Callable[[str, float], Sequence[str]],
         on_record: Callable[[Record, float], None],
         start: Now = START,
     ) -> None:
@@ -159,7 +159,8 @@ class Engine:
             elif isinstance(effect, AbortUpstream):
                 self._attempts.pop(effect.attempt_id, None)
             elif isinstance(effect, FetchModelList):
-                for step in ModelList.of(*self._models(effect.account)).steps(effect.account):
+                listed = self._models(effect.account, t)
+                for step in ModelList.of(*listed).steps(effect.account):
                     self._push(t + step.delay, _LISTING, step)
             # Responses to clients, logs, metrics, publishes: nobody to show them to.
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import attrs
 
 from eggpool.core._settings import (
+    MISSING,
     ConfigError,
     ConfigProblem,
     Problems,
@@ -48,11 +49,13 @@ from eggpool.core.config import Config, parse_config
 __all__ = [
     "Arrival",
     "Behaviour",
+    "Burst",
     "ModelShare",
     "Scenario",
     "ScenarioError",
     "Traffic",
     "Window",
+    "Withdrawal",
     "load_scenario",
     "parse_scenario",
 ]
@@ -82,7 +85,34 @@ class Traffic:
     )
     input_tokens: int = setting(1000, "Mean input tokens of a request.", lo=1)
     output_tokens: int = setting(200, "Mean output tokens of an answer.", lo=1)
+    session_length: float = setting(
+        1.0, "Mean requests per conversation (1: every request opens its own).", lo=1
+    )
+    daily_curve: tuple[float, ...] = ()  # 24 hourly weights; the rate follows them
     models: tuple[ModelShare, ...] = ()
+    bursts: tuple[Burst, ...] = ()
+
+    def rate_at(self, t: float) -> float:
+        """Requests per second at `t` seconds into the run (curve and bursts applied)."""
+        rate = self.rate
+        if self.daily_curve:
+            mean = sum(self.daily_curve) / len(self.daily_curve)
+            rate *= self.daily_curve[int(t // 3600) % 24] / mean
+        return rate + sum(b.rate for b in self.bursts if b.start <= t < b.end)
+
+    @property
+    def peak_rate(self) -> float:
+        rate = self.rate
+        if self.daily_curve:
+            rate *= max(self.daily_curve) / (sum(self.daily_curve) / len(self.daily_curve))
+        return rate + sum(b.rate for b in self.bursts)
+
+
+@attrs.frozen(kw_only=True)
+class Burst:
+    start: Seconds = setting(Seconds(0.0), "Start, from the beginning of the run.", lo=0)
+    end: Seconds = setting(Seconds(0.0), "End (excluded), from the beginning of the run.", lo=0)
+    rate: float = setting(1.0, "Requests per second added during the burst.", lo=0)
 
 
 @attrs.frozen(kw_only=True)
@@ -115,8 +145,27 @@ class Behaviour:
     error_rate: float = setting(0.0, "Share of calls answered 500.", lo=0, hi=1)
     rate_limit_rate: float = setting(0.0, "Share of calls answered 429.", lo=0, hi=1)
     retry_after: Seconds = setting(Seconds(30.0), "Retry-After sent with a random 429.", lo=0)
+    cut_rate: float = setting(0.0, "Share of streamed answers cut off midway.", lo=0, hi=1)
+    spend_cap_usd: float | None = setting(
+        None, "Once an account has spent this much, it answers 402 (quota exhausted).", lo=0
+    )
     throttled: tuple[Window, ...] = ()
     down: tuple[Window, ...] = ()
+    withdrawn: tuple[Withdrawal, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class Withdrawal:
+    """A model the provider stops serving for a while: 404 for it, and unlisted."""
+
+    model: str = setting("", "The model withdrawn.", nonempty=True)
+    start: Seconds = setting(Seconds(0.0), "Start, from the beginning of the run.", lo=0)
+    end: Seconds = setting(
+        Seconds(float("inf")), "End (excluded); unset: until the end of the run.", lo=0
+    )
+
+    def covers(self, model: str, t: float) -> bool:
+        return model == self.model and self.start <= t < self.end
 
 
 @attrs.frozen(kw_only=True)
@@ -152,7 +201,17 @@ def parse_scenario(document: Mapping[str, object], *, base_dir: Path) -> Scenari
     config = _pool(root, base_dir, problems)
     traffic_table = root.table("traffic")
     models = _models(traffic_table)
-    traffic = read_section(Traffic, traffic_table, models=models)
+    bursts = []
+    for entry in traffic_table.tables("bursts"):
+        burst = read_section(Burst, entry)
+        entry.finish()
+        if burst.end <= burst.start:
+            entry.error("end", f"must be after start ({burst.start:g}s), got {burst.end:g}s")
+        bursts.append(burst)
+    curve = _daily_curve(traffic_table)
+    traffic = read_section(
+        Traffic, traffic_table, models=models, bursts=tuple(bursts), daily_curve=curve
+    )
     traffic_table.finish()
     if not models:
         problems.error("traffic.models", "name at least one model ([[traffic.models]])")
@@ -245,6 +304,23 @@ class _Placeholders(dict[str, str]):
 _CREDENTIAL = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 
 
+def _daily_curve(table: Table) -> tuple[float, ...]:
+    raw = table.take("daily_curve")
+    if raw is MISSING:
+        return ()
+    numbers = raw if isinstance(raw, list) else []
+    valid = (
+        len(numbers) == 24
+        and all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers)
+        and min(numbers) >= 0
+        and any(numbers)
+    )
+    if not valid:
+        table.error("daily_curve", "expected 24 hourly weights, none negative and not all 0")
+        return ()
+    return tuple(float(n) for n in numbers)
+
+
 def _models(table: Table) -> tuple[ModelShare, ...]:
     shares = []
     for entry in table.tables("models"):
@@ -261,26 +337,39 @@ def _models(table: Table) -> tuple[ModelShare, ...]:
 def _behaviour(table: Table, parent: Behaviour | None, *, finish: bool = True) -> Behaviour:
     throttled = _windows(table, "throttled")
     down = _windows(table, "down")
+    withdrawn = []
+    for entry in table.tables("withdrawn"):
+        withdrawal = read_section(Withdrawal, entry)
+        entry.finish()
+        if withdrawal.end <= withdrawal.start:
+            entry.error("end", f"must be after start ({withdrawal.start:g}s)")
+        withdrawn.append(withdrawal)
     if parent is None:
-        own = read_section(Behaviour, table, throttled=throttled, down=down)
+        own = read_section(
+            Behaviour, table, throttled=throttled, down=down, withdrawn=tuple(withdrawn)
+        )
     else:
         # Keys this table sets override the parent's; the rest are inherited, and the
         # parent's windows (a provider's outage) apply here too.
         given: dict[str, object] = {
             field.name: getattr(parent, field.name)
             for field in attrs.fields(Behaviour)
-            if field.name not in ("throttled", "down") and field.name not in table
+            if field.name not in _WINDOWS and field.name not in table
         }
         own = read_section(
             Behaviour,
             table,
             throttled=parent.throttled + throttled,
             down=parent.down + down,
+            withdrawn=parent.withdrawn + tuple(withdrawn),
             **given,
         )
     if finish:
         table.finish()
     return own
+
+
+_WINDOWS = ("throttled", "down", "withdrawn")
 
 
 def _windows(table: Table, key: str) -> tuple[Window, ...]:

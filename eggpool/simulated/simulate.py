@@ -179,6 +179,9 @@ class Report:
                     self._account(record.account).cooldowns += 1
                 self._cooling[scope] = record.until
 
+    def add_account(self, name: str) -> None:
+        self._account(name)
+
     def _wall(self, t: float) -> float:
         return self.start_wall + t
 
@@ -227,6 +230,7 @@ class _Planned:
     input_tokens: int
     output_tokens: int
     entropy: int
+    session: int  # requests of one session share their conversation's opening
 
 
 def run_scenario(
@@ -248,14 +252,20 @@ def run_scenario(
     def reply(effect: OpenUpstream, t: float) -> Reply:
         plan = planned[effect.request_id]
         behaviour = scenario.behaviour_of(effect.account, provider_of[effect.account])
-        return _reply(behaviour, plan, t, rng)
+        spent = report.accounts[effect.account].spend_microdollars
+        return _reply(behaviour, plan, t, rng, spent)
 
-    engine = Engine(
-        config,
-        reply=reply,
-        models=lambda account: scenario.models[provider_of[account]],
-        on_record=report.add,
-    )
+    def models(account: str, t: float) -> list[str]:
+        behaviour = scenario.behaviour_of(account, provider_of[account])
+        return [
+            model
+            for model in scenario.models[provider_of[account]]
+            if not any(w.covers(model, t) for w in behaviour.withdrawn)
+        ]
+
+    for account in config.accounts:
+        report.add_account(account.name)
+    engine = Engine(config, reply=reply, models=models, on_record=report.add)
     step = max(traffic.duration / 100, 1.0)
     next_report = step
     for number, plan in enumerate(plans, 1):
@@ -273,17 +283,32 @@ def run_scenario(
 
 
 def _arrivals(scenario: Scenario, rng: random.Random) -> list[_Planned]:
+    """Every request of the run, in time order. Poisson arrivals follow the daily curve
+    and bursts by thinning (candidates at the peak rate, each kept with probability
+    rate(t) / peak); constant ones are spaced 1 / rate(t) apart."""
     traffic = scenario.traffic
     names = [m.name for m in traffic.models]
-    weights = [m.weight for m in traffic.models]
-    cumulative = list(_accumulate(weights))
+    cumulative = list(_accumulate([m.weight for m in traffic.models]))
+    peak = traffic.peak_rate
+    continue_session = 1.0 - 1.0 / traffic.session_length
     plans: list[_Planned] = []
-    t = 0.0 if traffic.arrival is Arrival.POISSON else 0.5 / traffic.rate
+    session = 0
+    t = 0.0
     while True:
         if traffic.arrival is Arrival.POISSON:
-            t += rng.expovariate(traffic.rate)
+            t += rng.expovariate(peak)
+            if t < traffic.duration and rng.random() * peak >= traffic.rate_at(t):
+                continue  # thinned out: the rate is below its peak now
+        else:
+            rate = traffic.rate_at(t)
+            if rate <= 0:
+                t = (t // 3600 + 1) * 3600  # a quiet hour of the curve: skip to the next
+                continue
+            t += 1.0 / rate
         if t >= traffic.duration:
             return plans
+        if not plans or rng.random() >= continue_session:
+            session += 1
         pick = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
         plans.append(
             _Planned(
@@ -294,10 +319,9 @@ def _arrivals(scenario: Scenario, rng: random.Random) -> list[_Planned]:
                 input_tokens=_around(traffic.input_tokens, rng),
                 output_tokens=_around(traffic.output_tokens, rng),
                 entropy=rng.getrandbits(64),
+                session=session,
             )
         )
-        if traffic.arrival is Arrival.CONSTANT:
-            t += 1.0 / traffic.rate
 
 
 def _accumulate(weights: list[float]) -> list[float]:
@@ -319,9 +343,9 @@ def _event(
     body: dict[str, object] = {
         "model": plan.model,
         "stream": plan.stream,
-        # Each request opens its own conversation: a shared opening would be one session,
-        # which session affinity keeps on one account.
-        "messages": [{"role": "user", "content": f"Conversation {request_id}"}],
+        # The conversation's opening is what the proxy knows a session by (and session
+        # affinity keeps a session on one account): each session gets its own.
+        "messages": [{"role": "user", "content": f"Conversation {plan.session}"}],
     }
     if plan.anthropic:
         body["max_tokens"] = plan.output_tokens
@@ -342,10 +366,18 @@ def _event(
     return make
 
 
-def _reply(behaviour: Behaviour, plan: _Planned, t: float, rng: random.Random) -> Reply:
+def _reply(
+    behaviour: Behaviour, plan: _Planned, t: float, rng: random.Random, spent: int
+) -> Reply:
     for window in behaviour.down:
         if window.covers(t):
             return Reply.refused()
+    for withdrawal in behaviour.withdrawn:
+        if withdrawal.covers(plan.model, t):
+            return Reply.model_not_found()
+    cap = behaviour.spend_cap_usd
+    if cap is not None and spent >= cap * 1e6:
+        return Reply.status(402)  # the account's balance is used up
     for window in behaviour.throttled:
         if window.covers(t):
             return Reply.rate_limited(retry_after=float(window.retry_after))
@@ -362,6 +394,13 @@ def _reply(behaviour: Behaviour, plan: _Planned, t: float, rng: random.Random) -
     per_chunk = -(-plan.output_tokens // pieces)  # ceiling: output ~ chunks * per_chunk
     chunks = -(-plan.output_tokens // per_chunk)
     interval = per_chunk / speed
+    if plan.stream and behaviour.cut_rate and rng.random() < behaviour.cut_rate:
+        return Reply.reset_after(
+            max(chunks // 2, 1),
+            latency=max(latency - interval, 0.0),
+            interval=interval,
+            tokens_per_chunk=per_chunk,
+        )
     return Reply.ok(
         chunks,
         latency=max(latency - interval, 0.0),

@@ -182,3 +182,44 @@ def test_a_pool_needs_no_credentials_but_other_variables_must_be_set() -> None:
     account["proxy_url_env"] = "EGGPOOL_TEST_UNSET_PROXY"
     with pytest.raises(ScenarioError, match=r"pool\.providers\.a\.accounts\[0\]\.proxy_url_env"):
         parse_scenario(document, base_dir=Path("."))
+
+
+def test_constant_arrivals_follow_the_daily_curve_and_bursts() -> None:
+    curve = [0.0, 2.0] + [1.0] * 22  # mean 1: hour 0 silent, hour 1 at twice the rate
+    document = scenario(pool(("a", 0, 1)), duration=7200, rate=1, arrival="constant")
+    document["traffic"]["daily_curve"] = curve
+    assert run(document).requests == pytest.approx(7200, abs=2)
+    burst = scenario(pool(("a", 0, 1)), duration=600, rate=1, arrival="constant")
+    burst["traffic"]["bursts"] = [{"start": 100, "end": 200, "rate": 2}]
+    assert run(burst).requests == pytest.approx(800, abs=2)
+
+
+def test_long_sessions_stay_on_one_account() -> None:
+    # One request every 20 s: a session's turns follow each other, as a person's do.
+    quiet = {"duration": 7200, "rate": 0.05, "arrival": "constant"}
+    spread = shares(run(scenario(pool(("a", 0, 3)), **quiet)))
+    sticky = shares(run(scenario(pool(("a", 0, 3)), session_length=10_000, **quiet)))
+    assert max(spread.values()) < 0.45
+    assert max(sticky.values()) == 1.0  # one conversation: affinity keeps it in place
+
+
+def test_an_account_past_its_spend_cap_hands_over() -> None:
+    behaviour = {"accounts": {"a-1": {"spend_cap_usd": 0.01}}}
+    report = run(scenario(pool(("a", 0, 2)), behaviour=behaviour))
+    capped = report.accounts["a-1"].spend_microdollars
+    assert 10_000 <= capped < 20_000  # it crossed the cap by its last answers, no more
+    assert shares(report)["a-2"] > 0.9
+    assert report.errors == {}
+
+
+def test_cut_streams_reach_clients_as_upstream_errors() -> None:
+    report = run(scenario(pool(("a", 0, 2)), behaviour={"cut_rate": 0.1}, stream_share=1.0))
+    cut = report.outcomes["upstream_error"]
+    assert cut == report.errors[502]  # recorded as the 502 a cut stream is
+    assert 0.05 * report.requests < cut < 0.15 * report.requests
+
+
+def test_a_withdrawn_model_moves_to_the_provider_still_serving_it() -> None:
+    behaviour = {"providers": {"a": {"withdrawn": [{"model": "m", "start": 0}]}}}
+    report = run(scenario(pool(("a", 1, 1), ("b", 0, 1)), behaviour=behaviour))
+    assert shares(report) == {"a-1": 0.0, "b-1": 1.0}
