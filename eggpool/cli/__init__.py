@@ -8,12 +8,14 @@ usage error (click's own).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import click
@@ -27,6 +29,9 @@ from eggpool.core.config import Config
 from eggpool.shells._logging import configure_logging
 from eggpool.shells._store import StoreError
 from eggpool.simulated import DEMO_PORT
+
+if TYPE_CHECKING:
+    from eggpool.simulated.scenario import Scenario
 
 __all__ = ["cli", "main"]
 
@@ -255,37 +260,61 @@ def simulate() -> None:
 
 
 @simulate.command(name="run")
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--seed", type=int, help="Random seed. Default: the scenario's `seed` (else 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def simulate_run(scenario: Path, seed: int | None, as_json: bool) -> None:
+@click.option(
+    "--compare",
+    nargs=2,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="A.toml B.toml",
+    help="Run two scenarios (same seed) and print their outcomes side by side.",
+)
+def simulate_run(
+    scenario: Path | None, seed: int | None, as_json: bool, compare: tuple[Path, Path] | None
+) -> None:
     """Drive the real Pool through SCENARIO on a virtual clock and print what happened.
 
     The same scenario and seed always print the same report. Exit status 1 when
-    the scenario is invalid, each problem named by its key path.
+    a scenario is invalid, each problem named by its key path.
     """
     # Imported here: the simulator is no part of a serving process.
+    from eggpool.simulated.simulate import compare_table, run_scenario  # noqa: PLC0415
+
+    if (scenario is None) == (compare is None):
+        raise click.UsageError("give one SCENARIO, or --compare A.toml B.toml")
+    paths = compare if compare is not None else (scenario,)
+    loaded = [_load_scenario_or_exit(path) for path in paths if path is not None]
+    bar = _progress_bar() if sys.stderr.isatty() else None
+    reports = [run_scenario(one, seed=seed, progress=bar) for one in loaded]
+    if bar is not None:
+        click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+    if compare is None:
+        click.echo(reports[0].to_json() if as_json else reports[0].table(), nl=False)
+    elif as_json:
+        both = {str(path): report.as_json() for path, report in zip(compare, reports, strict=True)}
+        click.echo(json.dumps(both, indent=2) + "\n", nl=False)
+    else:
+        names = (compare[0].name, compare[1].name)
+        click.echo(compare_table(reports[0], reports[1], names), nl=False)
+
+
+def _load_scenario_or_exit(path: Path) -> Scenario:
     from eggpool.simulated.scenario import ScenarioError, load_scenario  # noqa: PLC0415
-    from eggpool.simulated.simulate import run_scenario  # noqa: PLC0415
 
     try:
-        loaded = load_scenario(scenario)
+        loaded = load_scenario(path)
     except ScenarioError as exc:
         count = len(exc.problems)
         click.echo(
-            f"{scenario}: invalid scenario, {count} problem{'s' if count != 1 else ''}:",
-            err=True,
+            f"{path}: invalid scenario, {count} problem{'s' if count != 1 else ''}:", err=True
         )
         for problem in exc.problems:
             click.echo(f"  {problem}", err=True)
         sys.exit(1)
     for warning in loaded.warnings:
-        click.echo(f"{scenario}: warning: {warning}", err=True)
-    bar = _progress_bar() if sys.stderr.isatty() else None
-    report = run_scenario(loaded, seed=seed, progress=bar)
-    if bar is not None:
-        click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
-    click.echo(report.to_json() if as_json else report.table(), nl=False)
+        click.echo(f"{path}: warning: {warning}", err=True)
+    return loaded
 
 
 def _progress_bar() -> Callable[[float], None]:

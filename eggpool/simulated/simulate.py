@@ -42,7 +42,7 @@ from eggpool.simulated.engine import START, Engine
 from eggpool.simulated.provider import Reply
 from eggpool.simulated.scenario import Arrival, Behaviour, Scenario
 
-__all__ = ["AccountReport", "Report", "run_scenario"]
+__all__ = ["AccountReport", "Report", "compare_table", "run_scenario"]
 
 _FIVE_HOURS = 5 * 3600.0
 _CHUNKS = 4
@@ -196,6 +196,53 @@ class Report:
             self._account(name)
         for account in self.accounts.values():
             account.peak_five_hour_microdollars = _peak_window(account._charges, _FIVE_HOURS)
+
+
+def compare_table(first: Report, second: Report, names: tuple[str, str]) -> str:
+    """Two runs side by side: per account share, spend, cooldowns and 429s, then what
+    clients saw. An account only one pool has shows `-` for the other."""
+    a_name, b_name = names
+    rows = [("", a_name, b_name)]
+    for account in sorted(set(first.accounts) | set(second.accounts)):
+        cells = []
+        for report in (first, second):
+            found = report.accounts.get(account)
+            if found is None:
+                cells.append("-")
+                continue
+            share = found.requests / report.requests if report.requests else 0.0
+            cells.append(
+                f"{share:6.1%}  ${found.spend_microdollars / 1e6:,.4f}"
+                f"  {found.cooldowns} cd  {found.rate_limited} 429"
+            )
+        rows.append((account, cells[0], cells[1]))
+    rows.append(("", "", ""))
+    labels = (
+        "requests",
+        "completed",
+        "errors clients saw",
+        "failovers",
+        "latency p50 / p99 ms",
+        "first token p50 / p99 ms",
+    )
+    for label, a, b in zip(labels, _summary(first), _summary(second), strict=True):
+        rows.append((label, a, b))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{a:{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}".rstrip() for a, b, c in rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines) + "\n"
+
+
+def _summary(report: Report) -> tuple[str, ...]:
+    latency, ttft = _percentiles(report.latencies), _percentiles(report.ttfts)
+    return (
+        f"{report.requests:,}",
+        f"{report.outcomes.get('completed', 0):,}",
+        f"{sum(report.errors.values()):,}",
+        f"{report.failovers:,}",
+        f"{latency['p50']:g} / {latency['p99']:g}",
+        f"{ttft['p50']:g} / {ttft['p99']:g}",
+    )
 
 
 def _peak_window(charges: list[tuple[float, int]], width: float) -> int:

@@ -223,3 +223,28 @@ def test_a_withdrawn_model_moves_to_the_provider_still_serving_it() -> None:
     behaviour = {"providers": {"a": {"withdrawn": [{"model": "m", "start": 0}]}}}
     report = run(scenario(pool(("a", 1, 1), ("b", 0, 1)), behaviour=behaviour))
     assert shares(report) == {"a-1": 0.0, "b-1": 1.0}
+
+
+def test_compare_prints_two_pools_side_by_side(tmp_path: Path) -> None:
+    body = '[traffic]\nduration = "10m"\nrate = 1\n[[traffic.models]]\nname = "m"\n'
+    one = '[providers.a]\nbase_url = "https://a.example/v1"\n'
+    one += '[[providers.a.accounts]]\nname = "a-1"\napi_key = "sk-a-1-0123456789abcdef"\n'
+    two = one + '[[providers.a.accounts]]\nname = "a-2"\napi_key = "sk-a-2-0123456789abcdef"\n'
+    for name, pool_text in (("one", one), ("two", two)):
+        (tmp_path / f"{name}.pool.toml").write_text(pool_text)
+        (tmp_path / f"{name}.toml").write_text(f'pool = "{name}.pool.toml"\n' + body)
+    command = [sys.executable, "-m", "eggpool", "simulate", "run", "--compare"]
+    files = [str(tmp_path / "one.toml"), str(tmp_path / "two.toml")]
+    shown = subprocess.run([*command, *files], capture_output=True, text=True, check=True)
+    lines = shown.stdout.splitlines()
+    assert lines[0].split() == ["one.toml", "two.toml"]
+    a2 = next(line for line in lines if line.startswith("a-2"))
+    assert a2.split()[1] == "-"  # the first pool has no a-2
+    data = json.loads(
+        subprocess.run(
+            [*command, *files, "--json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert list(data) == files
+    assert set(data[files[1]]["accounts"]) == {"a-1", "a-2"}
+    assert data[files[0]]["requests"] == data[files[1]]["requests"]  # the same traffic
