@@ -138,6 +138,8 @@ class RequestStarted:
     model: str
     streamed: bool
     client: str
+    entropy: int = 0  # the request's routing entropy (a replay routes it the same way)
+    session: str | None = None  # its session-affinity key, if any
 
 
 @attrs.frozen(kw_only=True, slots=True)

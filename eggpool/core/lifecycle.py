@@ -208,6 +208,8 @@ class RequestMachine:
                     model=self.request.requested_model,
                     streamed=self.request.stream,
                     client=self._event.client,
+                    entropy=self._event.entropy,
+                    session=self.session,
                 )
             ),
             ArmTimer(key=f"total:{self.request_id}", at=now.mono + TOTAL_DEADLINE),

@@ -79,6 +79,8 @@ __all__ = [
     "migrate",
     "prepare_batch",
     "schema_version",
+    "signed64",
+    "unsigned64",
 ]
 
 
@@ -193,9 +195,17 @@ _V2 = _sql(
     "CREATE INDEX attempts_account_ended_at ON attempts (account, ended_at)",
 )
 
+_V3 = _sql(
+    # What `eggpool simulate replay` needs to route a recorded request as it was routed:
+    # its routing entropy (64 bits, stored signed) and its session-affinity key.
+    "ALTER TABLE requests ADD COLUMN entropy INTEGER",
+    "ALTER TABLE requests ADD COLUMN session TEXT",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", apply=_V1),
     Migration(version=2, name="index attempts by account and time", apply=_V2),
+    Migration(version=3, name="requests keep their routing entropy and session", apply=_V3),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -314,8 +324,9 @@ def _opt_text(value: str | None, limit: int | None = None) -> str | None:
 # --- statements -------------------------------------------------------------------------
 
 _INSERT_STARTED = """
-INSERT INTO requests (request_id, status, started_at, protocol, model, streamed, client)
-VALUES (?, 'pending', ?, ?, ?, ?, ?)
+INSERT INTO requests (request_id, status, started_at, protocol, model, streamed, client,
+                      entropy, session)
+VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (request_id) DO NOTHING
 """
 
@@ -500,7 +511,19 @@ def _started_row(record: RequestStarted) -> Row:
         _text(record.model),
         int(bool(record.streamed)),
         _text(record.client, _SHORT_CHARS),
+        signed64(record.entropy),
+        _opt_text(record.session, _SHORT_CHARS),
     )
+
+
+def signed64(value: int) -> int:
+    """A 64-bit unsigned value as SQLite's signed INTEGER (`unsigned64` undoes it)."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def unsigned64(value: int) -> int:
+    return value & ((1 << 64) - 1)
 
 
 def _attempt_row(record: AttemptEnded) -> Row:

@@ -46,6 +46,7 @@ from eggpool.shells._store_schema import (
     SchemaError,
     migrate,
     schema_version,
+    unsigned64,
 )
 
 DAY = 86400.0
@@ -815,3 +816,24 @@ def test_retention_runs_on_its_own(tmp_path: Path) -> None:
         )
     finally:
         store.close()
+
+
+def test_a_requests_entropy_and_session_are_kept_for_replay(tmp_path: Path) -> None:
+    path = tmp_path / "usage.sqlite3"
+    big = (1 << 64) - 5  # above SQLite's signed range
+    with running(make_config(path)) as store:
+        store.persist(
+            RequestStarted(
+                request_id="r1", at=NOW, protocol="openai", model="m", streamed=False,
+                client="", entropy=big, session="m\x00abc123",
+            )
+        )  # fmt: skip
+        store.persist(started("r2"))
+        assert store.flush()
+    stored = dict(rows(path, "SELECT request_id, entropy FROM requests"))
+    assert unsigned64(stored["r1"]) == big
+    assert stored["r2"] == 0
+    assert rows(path, "SELECT session FROM requests ORDER BY request_id") == [
+        ("m\x00abc123",),
+        (None,),
+    ]
