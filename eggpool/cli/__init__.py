@@ -299,6 +299,66 @@ def simulate_run(
         click.echo(compare_table(reports[0], reports[1], names), nl=False)
 
 
+@simulate.command(name="replay")
+@click.option(
+    "--db",
+    "database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The usage database to replay (an EggPool's [database] path).",
+)
+@click.option("--since", help="Only the requests of the last DURATION (e.g. 24h, 90m).")
+@click.option(
+    "--config",
+    "other",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Replay under this config instead of the current one (e.g. one more account).",
+)
+@click.option(
+    "--scenario",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="How accounts that never saw a request answer it: this scenario's [behaviour].",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def simulate_replay(
+    state: _State,
+    *,
+    database: Path,
+    since: str | None,
+    other: Path | None,
+    scenario: Path | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Route the requests DATABASE recorded through the pool again, offline.
+
+    Accounts that served a request answer it as recorded; others as the
+    scenario's [behaviour] says (its defaults without --scenario). The report
+    says how many requests ended on the account they were recorded on.
+    """
+    from eggpool.core._settings import Problems, Seconds, Table  # noqa: PLC0415
+    from eggpool.simulated.replay import ReplayError, read_recording, replay  # noqa: PLC0415
+
+    problems = Problems()  # --since reads like any duration of the config
+    given = {} if since is None else {"since": since}
+    window = Table(given, "", problems).read("since", Seconds | None, None)
+    if problems.errors:
+        raise click.BadParameter(problems.errors[0].message, param_hint="--since")
+    if other is not None:
+        state = _State(config_option=str(other))
+    config = _load_or_exit(state)
+    behaviour = _load_scenario_or_exit(scenario).behaviour if scenario is not None else None
+    try:
+        recorded = read_recording(database, since=window)
+    except ReplayError as exc:
+        click.echo(f"eggpool simulate replay: {exc}", err=True)
+        sys.exit(1)
+    report = replay(config, recorded, behaviour=behaviour, seed=seed)
+    click.echo(report.to_json() if as_json else report.table(), nl=False)
+
+
 def _load_scenario_or_exit(path: Path) -> Scenario:
     from eggpool.simulated.scenario import ScenarioError, load_scenario  # noqa: PLC0415
 

@@ -25,10 +25,11 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 
+from eggpool.core.config import Config
 from eggpool.core.effects import (
     AttemptEnded,
     BackoffChanged,
@@ -42,7 +43,16 @@ from eggpool.simulated.engine import START, Engine
 from eggpool.simulated.provider import Reply
 from eggpool.simulated.scenario import Arrival, Behaviour, Scenario
 
-__all__ = ["AccountReport", "Report", "compare_table", "run_scenario"]
+__all__ = [
+    "AccountReport",
+    "Planned",
+    "Report",
+    "answer",
+    "compare_table",
+    "complete",
+    "run_plans",
+    "run_scenario",
+]
 
 _FIVE_HOURS = 5 * 3600.0
 _CHUNKS = 4
@@ -85,6 +95,9 @@ class Report:
     latencies: list[float] = attrs.Factory(list)
     ttfts: list[float] = attrs.Factory(list)
     start_wall: float = 0.0  # the run's wall clock at t = 0 (backoffs end at wall times)
+    recorded: dict[str, str | None] = attrs.Factory(dict)  # a replay: request -> its account
+    compared: int = 0
+    matched: int = 0  # replayed requests that ended on the account they were recorded on
     _cooling: dict[tuple[str, str | None], float] = attrs.Factory(dict)
 
     def as_json(self) -> dict[str, object]:
@@ -101,6 +114,11 @@ class Report:
                 name: report.as_json(self.requests)
                 for name, report in sorted(self.accounts.items())
             },
+            **(
+                {"routed_as_recorded": {"requests": self.compared, "same_account": self.matched}}
+                if self.recorded
+                else {}
+            ),
         }
 
     def to_json(self) -> str:
@@ -137,6 +155,14 @@ class Report:
         lines += [
             "",
             f"requests: {self.requests:,} in {self.duration:g}s (seed {self.seed})",
+            *(
+                [
+                    f"routed as recorded: {self.matched:,} of {self.compared:,} "
+                    f"({self.matched / self.compared:.1%}) on the same account"
+                ]
+                if self.compared
+                else []
+            ),
             f"outcomes: {outcomes or '-'}",
             f"errors clients saw: {errors or 'none'}",
             f"failovers: {self.failovers:,}",
@@ -157,6 +183,9 @@ class Report:
             self.latencies.append(record.latency)
             if record.ttft is not None:
                 self.ttfts.append(record.ttft)
+            if record.request_id in self.recorded:
+                self.compared += 1
+                self.matched += self.recorded[record.request_id] == record.account
             if record.account is not None:
                 account = self._account(record.account)
                 account.requests += 1
@@ -269,7 +298,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 @attrs.frozen
-class _Planned:
+class Planned:
     at: float
     model: str
     stream: bool
@@ -286,21 +315,14 @@ def run_scenario(
     """Simulate `scenario` (its own seed unless `seed` is given) and report what happened."""
     chosen = scenario.seed if seed is None else seed
     rng = random.Random(chosen)
-    traffic = scenario.traffic
-    plans = _arrivals(scenario, rng)
     config = scenario.config
-    key = config.server.api_key
-    auth = (("authorization", f"Bearer {key.reveal()}"),) if key is not None else ()
-    headers = (("content-type", "application/json"), *auth)
     provider_of = {a.name: a.provider_id for a in config.accounts}
-    planned: dict[str, _Planned] = {}
-    report = Report(seed=chosen, duration=float(traffic.duration), start_wall=START.wall)
+    report = Report(seed=chosen, duration=float(scenario.traffic.duration), start_wall=START.wall)
 
-    def reply(effect: OpenUpstream, t: float) -> Reply:
-        plan = planned[effect.request_id]
+    def reply(effect: OpenUpstream, plan: Planned, t: float) -> Reply:
         behaviour = scenario.behaviour_of(effect.account, provider_of[effect.account])
         spent = report.accounts[effect.account].spend_microdollars
-        return _reply(behaviour, plan, t, rng, spent)
+        return answer(behaviour, plan, t, rng, spent)
 
     def models(account: str, t: float) -> list[str]:
         behaviour = scenario.behaviour_of(account, provider_of[account])
@@ -310,26 +332,49 @@ def run_scenario(
             if not any(w.covers(model, t) for w in behaviour.withdrawn)
         ]
 
+    plans = [(f"sim-{n:07d}", plan) for n, plan in enumerate(_arrivals(scenario, rng), 1)]
+    return run_plans(config, plans, report, reply=reply, models=models, progress=progress)
+
+
+def run_plans(
+    config: Config,
+    plans: Sequence[tuple[str, Planned]],
+    report: Report,
+    *,
+    reply: Callable[[OpenUpstream, Planned, float], Reply],
+    models: Callable[[str, float], Sequence[str]],
+    progress: Callable[[float], None] | None = None,
+) -> Report:
+    """Feed the planned requests (id, plan) to `config`'s Pool; `reply` says what a provider
+    does with each attempt. Returns `report`, filled."""
+    key = config.server.api_key
+    auth = (("authorization", f"Bearer {key.reveal()}"),) if key is not None else ()
+    headers = (("content-type", "application/json"), *auth)
+    planned: dict[str, Planned] = {}
+
+    def attempt(effect: OpenUpstream, t: float) -> Reply:
+        return reply(effect, planned[effect.request_id], t)
+
     for account in config.accounts:
         report.add_account(account.name)
-    engine = Engine(config, reply=reply, models=models, on_record=report.add)
-    step = max(traffic.duration / 100, 1.0)
+    engine = Engine(config, reply=attempt, models=models, on_record=report.add)
+    duration = report.duration
+    step = max(duration / 100, 1.0)
     next_report = step
-    for number, plan in enumerate(plans, 1):
-        request_id = f"sim-{number:07d}"
+    for request_id, plan in plans:
         planned[request_id] = plan
         engine.request(plan.at, _event(request_id, plan, headers))
         if progress is not None and plan.at >= next_report:
             engine.run(until=plan.at)
-            progress(plan.at / traffic.duration)
+            progress(min(plan.at / duration, 1.0))
             next_report += step
     # Every request ends within the core's total deadline; stop as soon as the last has.
-    engine.run(traffic.duration + TOTAL_DEADLINE + 60, done=lambda: report.requests >= len(plans))
+    engine.run(duration + TOTAL_DEADLINE + 60, done=lambda: report.requests >= len(plans))
     report.finish([a.name for a in config.accounts])
     return report
 
 
-def _arrivals(scenario: Scenario, rng: random.Random) -> list[_Planned]:
+def _arrivals(scenario: Scenario, rng: random.Random) -> list[Planned]:
     """Every request of the run, in time order. Poisson arrivals follow the daily curve
     and bursts by thinning (candidates at the peak rate, each kept with probability
     rate(t) / peak); constant ones are spaced 1 / rate(t) apart."""
@@ -338,7 +383,7 @@ def _arrivals(scenario: Scenario, rng: random.Random) -> list[_Planned]:
     cumulative = list(_accumulate([m.weight for m in traffic.models]))
     peak = traffic.peak_rate
     continue_session = 1.0 - 1.0 / traffic.session_length
-    plans: list[_Planned] = []
+    plans: list[Planned] = []
     session = 0
     t = 0.0
     while True:
@@ -358,7 +403,7 @@ def _arrivals(scenario: Scenario, rng: random.Random) -> list[_Planned]:
             session += 1
         pick = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
         plans.append(
-            _Planned(
+            Planned(
                 at=t,
                 model=names[min(pick, len(names) - 1)],
                 stream=rng.random() < traffic.stream_share,
@@ -385,7 +430,7 @@ def _around(mean: int, rng: random.Random) -> int:
 
 
 def _event(
-    request_id: str, plan: _Planned, headers: tuple[tuple[str, str], ...]
+    request_id: str, plan: Planned, headers: tuple[tuple[str, str], ...]
 ) -> Callable[[Now], ClientRequestReceived]:
     body: dict[str, object] = {
         "model": plan.model,
@@ -413,9 +458,9 @@ def _event(
     return make
 
 
-def _reply(
-    behaviour: Behaviour, plan: _Planned, t: float, rng: random.Random, spent: int
-) -> Reply:
+def answer(behaviour: Behaviour, plan: Planned, t: float, rng: random.Random, spent: int) -> Reply:
+    """What an account with `behaviour` does with `plan`'s attempt at `t` (see the module
+    docs for the order); `spent` is what the account has spent so far (microdollars)."""
     for window in behaviour.down:
         if window.covers(t):
             return Reply.refused()
@@ -434,23 +479,27 @@ def _reply(
         return Reply.status(500, latency=latency)
     if draw < behaviour.error_rate + behaviour.rate_limit_rate:
         return Reply.rate_limited(retry_after=float(behaviour.retry_after), latency=latency)
-    # The first piece must arrive at `latency` (the time to first token): its head comes
-    # one interval before, so pieces are made small enough for that interval to fit.
-    speed = behaviour.tokens_per_second
-    pieces = max(_CHUNKS, math.ceil(plan.output_tokens / speed / max(latency, 1e-3)))
+    cut = plan.stream and behaviour.cut_rate > 0 and rng.random() < behaviour.cut_rate
+    return complete(plan, latency, behaviour.tokens_per_second, cut=cut)
+
+
+def complete(plan: Planned, ttft: float, tokens_per_second: float, *, cut: bool = False) -> Reply:
+    """A complete answer to `plan`: its first piece at `ttft`, the rest at the given speed
+    (or, with `cut`, reset halfway)."""
+    # The first piece must arrive at `ttft`: its head comes one interval before, so pieces
+    # are made small enough for that interval to fit.
+    pieces = max(_CHUNKS, math.ceil(plan.output_tokens / tokens_per_second / max(ttft, 1e-3)))
     per_chunk = -(-plan.output_tokens // pieces)  # ceiling: output ~ chunks * per_chunk
     chunks = -(-plan.output_tokens // per_chunk)
-    interval = per_chunk / speed
-    if plan.stream and behaviour.cut_rate and rng.random() < behaviour.cut_rate:
+    interval = per_chunk / tokens_per_second
+    head = max(ttft - interval, 0.0)
+    if cut:
         return Reply.reset_after(
-            max(chunks // 2, 1),
-            latency=max(latency - interval, 0.0),
-            interval=interval,
-            tokens_per_chunk=per_chunk,
+            max(chunks // 2, 1), latency=head, interval=interval, tokens_per_chunk=per_chunk
         )
     return Reply.ok(
         chunks,
-        latency=max(latency - interval, 0.0),
+        latency=head,
         interval=interval,
         tokens_per_chunk=per_chunk,
         input_tokens=plan.input_tokens,
