@@ -264,6 +264,12 @@ def simulate() -> None:
 @click.option("--seed", type=int, help="Random seed. Default: the scenario's `seed` (else 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
+    "--report",
+    "html_report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write an HTML report with charts to this file.",
+)
+@click.option(
     "--compare",
     nargs=2,
     type=click.Path(dir_okay=False, path_type=Path),
@@ -271,7 +277,12 @@ def simulate() -> None:
     help="Run two scenarios (same seed) and print their outcomes side by side.",
 )
 def simulate_run(
-    scenario: Path | None, seed: int | None, as_json: bool, compare: tuple[Path, Path] | None
+    scenario: Path | None,
+    *,
+    seed: int | None,
+    as_json: bool,
+    html_report: Path | None,
+    compare: tuple[Path, Path] | None,
 ) -> None:
     """Drive the real Pool through SCENARIO on a virtual clock and print what happened.
 
@@ -283,12 +294,19 @@ def simulate_run(
 
     if (scenario is None) == (compare is None):
         raise click.UsageError("give one SCENARIO, or --compare A.toml B.toml")
+    if html_report is not None and compare is not None:
+        raise click.UsageError("--report writes one run's report: not with --compare")
     paths = compare if compare is not None else (scenario,)
     loaded = [_load_scenario_or_exit(path) for path in paths if path is not None]
     bar = _progress_bar() if sys.stderr.isatty() else None
     reports = [run_scenario(one, seed=seed, progress=bar) for one in loaded]
     if bar is not None:
         click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+    if html_report is not None:
+        from eggpool.simulated.html import render_report  # noqa: PLC0415
+
+        page = render_report(reports[0], loaded[0].config, f"EggPool simulation: {scenario}")
+        html_report.write_text(page, encoding="utf-8")
     if compare is None:
         click.echo(reports[0].to_json() if as_json else reports[0].table(), nl=False)
     elif as_json:

@@ -69,7 +69,7 @@ class AccountReport:
     peak_five_hour_microdollars: int = 0
     cooldowns: int = 0
     rate_limited: int = 0  # 429s this account answered
-    _charges: list[tuple[float, int]] = attrs.Factory(list)
+    charges: list[tuple[float, int]] = attrs.Factory(list)  # (t, microdollars), in order
 
     def as_json(self, total: int) -> dict[str, object]:
         return {
@@ -99,6 +99,7 @@ class Report:
     compared: int = 0
     matched: int = 0  # replayed requests that ended on the account they were recorded on
     _cooling: dict[tuple[str, str | None], float] = attrs.Factory(dict)
+    cooldowns: dict[str, list[list[float]]] = attrs.Factory(dict)  # account -> [[from, to]]
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -190,7 +191,7 @@ class Report:
                 account = self._account(record.account)
                 account.requests += 1
                 account.spend_microdollars += record.cost_microdollars
-                account._charges.append((t, record.cost_microdollars))
+                account.charges.append((t, record.cost_microdollars))
         elif isinstance(record, AttemptEnded):
             account = self._account(record.account)
             account.attempts += 1
@@ -201,11 +202,18 @@ class Report:
             # changes of the same backoff (longer, a probe planned) are not new ones.
             scope = (record.account, record.model)
             previous = self._cooling.get(scope)
+            spans = self.cooldowns.setdefault(record.account, [])
             if record.until is None:
                 self._cooling.pop(scope, None)
+                if spans and spans[-1][1] > t:
+                    spans[-1][1] = t  # ended early (a probe succeeded)
             else:
+                end = record.until - self.start_wall
                 if previous is None or previous <= self._wall(t):
                     self._account(record.account).cooldowns += 1
+                    spans.append([t, end])
+                elif spans:
+                    spans[-1][1] = max(spans[-1][1], end)
                 self._cooling[scope] = record.until
 
     def add_account(self, name: str) -> None:
@@ -224,7 +232,7 @@ class Report:
         for name in accounts:
             self._account(name)
         for account in self.accounts.values():
-            account.peak_five_hour_microdollars = _peak_window(account._charges, _FIVE_HOURS)
+            account.peak_five_hour_microdollars = _peak_window(account.charges, _FIVE_HOURS)
 
 
 def compare_table(first: Report, second: Report, names: tuple[str, str]) -> str:

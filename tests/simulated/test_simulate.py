@@ -248,3 +248,24 @@ def test_compare_prints_two_pools_side_by_side(tmp_path: Path) -> None:
     assert list(data) == files
     assert set(data[files[1]]["accounts"]) == {"a-1", "a-2"}
     assert data[files[0]]["requests"] == data[files[1]]["requests"]  # the same traffic
+
+
+def test_the_html_report_holds_the_table_and_three_charts(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from eggpool.simulated.html import render_report
+
+    window = {"start": 100, "end": 300, "retry_after": 60}
+    document = scenario(
+        pool(("a", 0, 2)), behaviour={"accounts": {"a-1": {"throttled": [window]}}}
+    )
+    loaded = parse_scenario(document, base_dir=Path("."))
+    report = run_scenario(loaded, seed=1)
+    page = render_report(report, loaded.config, "run <1>")
+    assert "<title>run &lt;1&gt;</title>" in page
+    assert page.count("<svg") == 3
+    for chunk in page.split("<svg")[1:]:
+        ET.fromstring("<svg" + chunk.split("</svg>")[0] + "</svg>")
+    assert "<td>a-1</td>" in page
+    assert report.cooldowns["a-1"]  # the throttled window shows on the timeline
+    assert "<script" not in page
