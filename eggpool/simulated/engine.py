@@ -28,6 +28,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 
+import attrs
+
 from eggpool.core.config import Config
 from eggpool.core.effects import (
     AbortUpstream,
@@ -38,10 +40,19 @@ from eggpool.core.effects import (
     Persist,
     Record,
 )
-from eggpool.core.events import ClientRequestReceived, Event, Now, StateLoaded, TimerFired
+from eggpool.core.events import (
+    ClientRequestReceived,
+    Event,
+    Now,
+    StateLoaded,
+    TimerFired,
+    UpstreamBodyEnded,
+    UpstreamBodyReceived,
+    UpstreamResponseStarted,
+)
 from eggpool.core.pool import Pool
 from eggpool.simulated.provider import ModelList, Reply
-from eggpool.simulated.wire import Step
+from eggpool.simulated.wire import ProviderEvent, Step
 
 __all__ = ["START", "Engine"]
 
@@ -133,7 +144,7 @@ class Engine:
                 else:
                     self._attempts[attempt_id] = left - 1
                 self._t = max(self._t, at)
-                self._deliver(step.stamp(self.now))
+                self._deliver(_stamp(step.event, self.now))
             elif kind == _REQUEST:
                 self._t = max(self._t, at)
                 self._deliver(item(self.now))  # type: ignore[operator]
@@ -166,8 +177,10 @@ class Engine:
 
     def _open(self, effect: OpenUpstream, t: float) -> None:
         openai_path, anthropic_path = self._paths[effect.account]
-        steps: list[Step] = self._reply(effect, t).steps(
-            effect, openai_path=openai_path, anthropic_path=anthropic_path
+        steps = _coalesce(
+            self._reply(effect, t).steps(
+                effect, openai_path=openai_path, anthropic_path=anthropic_path
+            )
         )
         if not steps:
             return  # a hang: only the core's timer ends it
@@ -176,3 +189,35 @@ class Engine:
         for step in steps:
             at += step.delay
             self._push(at, _STEP, (effect.attempt_id, step))
+
+
+def _coalesce(steps: list[Step]) -> list[Step]:
+    """The same answer in fewer events: body pieces after the first that arrive together
+    with the next ones are joined, keeping the first piece's time (the time to first
+    token) and the last's (the end). The Pool sees the same bytes at the same two moments
+    that matter, for a fraction of the events."""
+    bodies = [i for i, step in enumerate(steps) if type(step.event) is UpstreamBodyReceived]
+    if len(bodies) <= 2 or bodies != list(range(bodies[0], bodies[-1] + 1)):
+        return steps
+    first, rest = bodies[0], bodies[1:]
+    joined = b"".join(
+        event.data for i in rest if isinstance(event := steps[i].event, UpstreamBodyReceived)
+    )
+    delay = sum(steps[i].delay for i in rest)
+    event = steps[rest[-1]].event
+    assert isinstance(event, UpstreamBodyReceived)
+    merged = Step(delay=delay, event=attrs.evolve(event, data=joined))
+    return [*steps[: first + 1], merged, *steps[rest[-1] + 1 :]]
+
+
+def _stamp(event: ProviderEvent, now: Now) -> ProviderEvent:
+    """`event` at `now`: `Step.stamp` without `attrs.evolve` for the frequent kinds."""
+    if isinstance(event, UpstreamBodyReceived):
+        return UpstreamBodyReceived(now=now, attempt_id=event.attempt_id, data=event.data)
+    if isinstance(event, UpstreamResponseStarted):
+        return UpstreamResponseStarted(
+            now=now, attempt_id=event.attempt_id, status=event.status, headers=event.headers
+        )
+    if isinstance(event, UpstreamBodyEnded):
+        return UpstreamBodyEnded(now=now, attempt_id=event.attempt_id)
+    return attrs.evolve(event, now=now)
