@@ -69,39 +69,21 @@ def render_report(report: Report, config: Config, title: str) -> str:
             x_label="hours into the run",
         ),
     ]
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in report.ACCOUNT_COLUMNS)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
-        for row in _rows(report)
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+        for row in report.account_rows()
     )
     summary = html.escape(report.table().split("\n\n", 1)[-1]).strip()
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
-        "<table><thead><tr><th>account</th><th>requests</th><th>share</th><th>spend $</th>"
-        f"<th>peak 5 h $</th><th>cooldowns</th><th>429s</th></tr></thead><tbody>{rows}"
-        f"</tbody></table><pre>{summary}</pre>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        f"<pre>{summary}</pre>"
         + "".join(f"<figure>{chart}</figure>" for chart in charts)
         + "</body></html>\n"
     )
-
-
-def _rows(report: Report) -> list[tuple[str, ...]]:
-    out: list[tuple[str, ...]] = []
-    for name, account in sorted(report.accounts.items()):
-        share = account.requests / report.requests if report.requests else 0.0
-        out.append(
-            (
-                name,
-                f"{account.requests:,}",
-                f"{share:.1%}",
-                f"{account.spend_microdollars / 1e6:,.4f}",
-                f"{account.peak_five_hour_microdollars / 1e6:,.4f}",
-                f"{account.cooldowns}",
-                f"{account.rate_limited}",
-            )
-        )
-    return out
 
 
 def _rolling(charges: list[tuple[float, int]], end: float) -> list[tuple[float, float]]:

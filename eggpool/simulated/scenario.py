@@ -31,6 +31,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 
@@ -201,17 +202,9 @@ def parse_scenario(document: Mapping[str, object], *, base_dir: Path) -> Scenari
     config = _pool(root, base_dir, problems)
     traffic_table = root.table("traffic")
     models = _models(traffic_table)
-    bursts = []
-    for entry in traffic_table.tables("bursts"):
-        burst = read_section(Burst, entry)
-        entry.finish()
-        if burst.end <= burst.start:
-            entry.error("end", f"must be after start ({burst.start:g}s), got {burst.end:g}s")
-        bursts.append(burst)
+    bursts = _spans(traffic_table, "bursts", Burst)
     curve = _daily_curve(traffic_table)
-    traffic = read_section(
-        Traffic, traffic_table, models=models, bursts=tuple(bursts), daily_curve=curve
-    )
+    traffic = read_section(Traffic, traffic_table, models=models, bursts=bursts, daily_curve=curve)
     traffic_table.finish()
     if not models:
         problems.error("traffic.models", "name at least one model ([[traffic.models]])")
@@ -335,19 +328,11 @@ def _models(table: Table) -> tuple[ModelShare, ...]:
 
 
 def _behaviour(table: Table, parent: Behaviour | None, *, finish: bool = True) -> Behaviour:
-    throttled = _windows(table, "throttled")
-    down = _windows(table, "down")
-    withdrawn = []
-    for entry in table.tables("withdrawn"):
-        withdrawal = read_section(Withdrawal, entry)
-        entry.finish()
-        if withdrawal.end <= withdrawal.start:
-            entry.error("end", f"must be after start ({withdrawal.start:g}s)")
-        withdrawn.append(withdrawal)
+    throttled = _spans(table, "throttled", Window)
+    down = _spans(table, "down", Window)
+    withdrawn = _spans(table, "withdrawn", Withdrawal)
     if parent is None:
-        own = read_section(
-            Behaviour, table, throttled=throttled, down=down, withdrawn=tuple(withdrawn)
-        )
+        own = read_section(Behaviour, table, throttled=throttled, down=down, withdrawn=withdrawn)
     else:
         # Keys this table sets override the parent's; the rest are inherited, and the
         # parent's windows (a provider's outage) apply here too.
@@ -361,7 +346,7 @@ def _behaviour(table: Table, parent: Behaviour | None, *, finish: bool = True) -
             table,
             throttled=parent.throttled + throttled,
             down=parent.down + down,
-            withdrawn=parent.withdrawn + tuple(withdrawn),
+            withdrawn=parent.withdrawn + withdrawn,
             **given,
         )
     if finish:
@@ -370,14 +355,16 @@ def _behaviour(table: Table, parent: Behaviour | None, *, finish: bool = True) -
 
 
 _WINDOWS = ("throttled", "down", "withdrawn")
+_Span = TypeVar("_Span", Window, Burst, Withdrawal)
 
 
-def _windows(table: Table, key: str) -> tuple[Window, ...]:
-    windows = []
+def _spans(table: Table, key: str, kind: type[_Span]) -> tuple[_Span, ...]:
+    """The array of tables `key`, each a `kind` with a `start` and an `end` after it."""
+    spans = []
     for entry in table.tables(key):
-        window = read_section(Window, entry)
+        span = read_section(kind, entry)
         entry.finish()
-        if window.end <= window.start:
-            entry.error("end", f"must be after start ({window.start:g}s), got {window.end:g}s")
-        windows.append(window)
-    return tuple(windows)
+        if span.end <= span.start:
+            entry.error("end", f"must be after start ({span.start:g}s), got {span.end:g}s")
+        spans.append(span)
+    return tuple(spans)

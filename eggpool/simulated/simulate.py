@@ -26,6 +26,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import attrs
 
@@ -125,9 +126,19 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.as_json(), indent=2, sort_keys=False) + "\n"
 
-    def table(self) -> str:
-        """The summary a person reads: one line per account, then what clients saw."""
-        rows = [("account", "requests", "share", "spend $", "peak 5h $", "cooldowns", "429s")]
+    ACCOUNT_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "account",
+        "requests",
+        "share",
+        "spend $",
+        "peak 5h $",
+        "cooldowns",
+        "429s",
+    )
+
+    def account_rows(self) -> list[tuple[str, ...]]:
+        """One row per account, as `ACCOUNT_COLUMNS` name them (the table and the HTML)."""
+        rows: list[tuple[str, ...]] = []
         for name, a in sorted(self.accounts.items()):
             share = a.requests / self.requests if self.requests else 0.0
             rows.append(
@@ -141,6 +152,11 @@ class Report:
                     f"{a.rate_limited}",
                 )
             )
+        return rows
+
+    def table(self) -> str:
+        """The summary a person reads: one line per account, then what clients saw."""
+        rows = [self.ACCOUNT_COLUMNS, *self.account_rows()]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = [
             "  ".join(
