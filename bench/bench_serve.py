@@ -393,7 +393,8 @@ def _ready(url: str, deadline: float) -> None:
             with urllib.request.urlopen(f"{url}/v1/readyz", timeout=5) as response:
                 if response.status == 200:
                     return
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as exc:
+            exc.close()  # a 503 holds its connection until closed
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.005)

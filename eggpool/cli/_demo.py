@@ -146,6 +146,9 @@ def _wait_ready(url: str, timeout: float = 10.0) -> None:
         try:
             with urllib.request.urlopen(f"{url}/v1/readyz", timeout=2):
                 return
+        except urllib.error.HTTPError as exc:  # 503 until ready: it holds the connection
+            exc.close()
+            time.sleep(0.05)
         except (urllib.error.URLError, OSError):
             time.sleep(0.05)
 
@@ -190,5 +193,8 @@ def _send(url: str, key: str, model: str, stream: bool, anthropic: bool) -> None
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             response.read()
+    except urllib.error.HTTPError as exc:  # an error answer: read, then let the socket go
+        with exc:
+            exc.read()
     except (urllib.error.URLError, OSError):
         pass  # the access log already shows what happened to it

@@ -61,8 +61,10 @@ def wait_ready(url: str) -> None:
                 if response.status == 200:
                     return
         except urllib.error.HTTPError as exc:
+            with exc:  # a 503 holds its connection until closed
+                reason = exc.read()
             if time.monotonic() > deadline:
-                raise AssertionError(f"never ready: {exc.read()!r}") from None
+                raise AssertionError(f"never ready: {reason!r}") from None
         time.sleep(0.05)
 
 
@@ -76,7 +78,8 @@ def post(url: str, body: object, key: str = SERVER_KEY) -> tuple[int, dict[str, 
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        with exc:
+            return exc.code, json.loads(exc.read())
 
 
 def wait_for_models(url: str, models: set[str], key: str = SERVER_KEY) -> None:
