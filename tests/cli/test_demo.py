@@ -81,20 +81,25 @@ def demo(*args: str) -> Iterator[tuple[subprocess.Popen[str], str, str, Path]]:
 def test_the_printed_sdk_examples_work_and_ctrl_c_cleans_up() -> None:
     with demo() as (process, url, key, config):
         assert config.is_file()
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=3)
-        reply = client.chat.completions.create(
-            model="sim-gpt-mini", messages=[{"role": "user", "content": "Hello"}]
-        )
-        assert reply.choices[0].message.content
-        assert reply.usage is not None
-        assert reply.usage.completion_tokens > 0
-        claude = anthropic.Anthropic(base_url=url, api_key=key, max_retries=3)
-        message = claude.messages.create(
-            model="sim-claude-haiku", max_tokens=256, messages=[{"role": "user", "content": "Hi"}]
-        )
-        assert message.content[0].type == "text"
-        assert message.usage.output_tokens > 0
-        models = {m.id for m in client.models.list()}
+        # Closed when done: an SDK client left open leaks its pooled socket to the GC.
+        with (
+            openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=3) as client,
+            anthropic.Anthropic(base_url=url, api_key=key, max_retries=3) as claude,
+        ):
+            reply = client.chat.completions.create(
+                model="sim-gpt-mini", messages=[{"role": "user", "content": "Hello"}]
+            )
+            assert reply.choices[0].message.content
+            assert reply.usage is not None
+            assert reply.usage.completion_tokens > 0
+            message = claude.messages.create(
+                model="sim-claude-haiku",
+                max_tokens=256,
+                messages=[{"role": "user", "content": "Hi"}],
+            )
+            assert message.content[0].type == "text"
+            assert message.usage.output_tokens > 0
+            models = {m.id for m in client.models.list()}
         assert {"sim-gpt-mini/sim-openai", "sim-claude-haiku/sim-anthropic"} <= models
         process.send_signal(signal.SIGINT)
         process.wait(20)
@@ -107,5 +112,5 @@ def test_traffic_sends_requests_through_the_proxy() -> None:
         time.sleep(3)
         process.send_signal(signal.SIGINT)
         _, log = process.communicate(timeout=20)
-    assert process.returncode == 0
+    assert process.returncode == 0, log[-3000:]
     assert re.search(r"msg=request .* outcome=completed status=200", log)
