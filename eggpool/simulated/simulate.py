@@ -25,7 +25,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 import attrs
@@ -39,6 +39,7 @@ from eggpool.core.effects import (
     RequestFinalized,
 )
 from eggpool.core.events import ClientRequestReceived, Now
+from eggpool.core.ledger import WINDOW_SECONDS, account_limits
 from eggpool.core.lifecycle import TOTAL_DEADLINE
 from eggpool.simulated.engine import START, Engine
 from eggpool.simulated.provider import Reply
@@ -55,7 +56,8 @@ __all__ = [
     "run_scenario",
 ]
 
-_FIVE_HOURS = 5 * 3600.0
+_FIVE_HOURS = float(WINDOW_SECONDS[0])
+_WINDOWS = ("five_hour", "weekly", "monthly")  # the ledger's windows, in its order
 _CHUNKS = 4
 """Body events per answer, at least. A provider sends a few tokens per event; a simulation
 needs the first token's time, the answer's length and its usage, not every event (each
@@ -68,6 +70,8 @@ class AccountReport:
     attempts: int = 0
     spend_microdollars: int = 0
     peak_five_hour_microdollars: int = 0
+    peaks: tuple[int, int, int] = (0, 0, 0)  # most spent in any 5 h / 7 d / 30 d window
+    caps: tuple[int, int, int] = (0, 0, 0)  # the account's capacity in those windows
     cooldowns: int = 0
     rate_limited: int = 0  # 429s this account answered
     charges: list[tuple[float, int]] = attrs.Factory(list)  # (t, microdollars), in order
@@ -79,6 +83,13 @@ class AccountReport:
             "attempts": self.attempts,
             "spend_usd": round(self.spend_microdollars / 1e6, 6),
             "peak_5h_spend_usd": round(self.peak_five_hour_microdollars / 1e6, 6),
+            "peak_spend_usd": {
+                name: round(peak / 1e6, 6) for name, peak in zip(_WINDOWS, self.peaks, strict=True)
+            },
+            "peak_window_use": {
+                name: round(peak / cap, 4) if cap else None
+                for name, peak, cap in zip(_WINDOWS, self.peaks, self.caps, strict=True)
+            },
             "cooldowns": self.cooldowns,
             "rate_limited": self.rate_limited,
         }
@@ -132,6 +143,7 @@ class Report:
         "share",
         "spend $",
         "peak 5h $",
+        "of 5h cap",
         "cooldowns",
         "429s",
     )
@@ -148,6 +160,7 @@ class Report:
                     f"{share:.1%}",
                     f"{a.spend_microdollars / 1e6:,.4f}",
                     f"{a.peak_five_hour_microdollars / 1e6:,.4f}",
+                    f"{a.peaks[0] / a.caps[0]:.1%}" if a.caps[0] else "-",
                     f"{a.cooldowns}",
                     f"{a.rate_limited}",
                 )
@@ -244,11 +257,16 @@ class Report:
             found = self.accounts[name] = AccountReport()
         return found
 
-    def finish(self, accounts: list[str]) -> None:
+    def finish(self, accounts: list[str], caps: Mapping[str, tuple[int, int, int]]) -> None:
         for name in accounts:
             self._account(name)
-        for account in self.accounts.values():
-            account.peak_five_hour_microdollars = _peak_window(account.charges, _FIVE_HOURS)
+        for name, account in self.accounts.items():
+            five_hour, weekly, monthly = (
+                _peak_window(account.charges, float(width)) for width in WINDOW_SECONDS
+            )
+            account.peak_five_hour_microdollars = five_hour
+            account.peaks = (five_hour, weekly, monthly)
+            account.caps = caps.get(name, (0, 0, 0))
 
 
 def compare_table(first: Report, second: Report, names: tuple[str, str]) -> str:
@@ -394,7 +412,10 @@ def run_plans(
             next_report += step
     # Every request ends within the core's total deadline; stop as soon as the last has.
     engine.run(duration + TOTAL_DEADLINE + 60, done=lambda: report.requests >= len(plans))
-    report.finish([a.name for a in config.accounts])
+    limits = account_limits(config)
+    report.finish(
+        [a.name for a in config.accounts], {n: lim.capacity for n, lim in limits.items()}
+    )
     return report
 
 

@@ -102,6 +102,12 @@ def test_the_report_json_says_what_the_table_says() -> None:
     assert data["requests"] == report.requests
     assert set(data["accounts"]) == {"a-1", "a-2"}
     assert sum(a["requests"] for a in data["accounts"].values()) == report.requests
+    a1 = data["accounts"]["a-1"]
+    peak = a1["peak_spend_usd"]
+    assert peak["five_hour"] == peak["weekly"] == peak["monthly"] == a1["spend_usd"]  # 10 min
+    use = a1["peak_window_use"]
+    assert use["five_hour"] == round(peak["five_hour"] / 12, 4)  # [limits]: $12 per 5 hours
+    assert use["monthly"] == round(peak["monthly"] / 60, 4)
     table = report.table()
     assert "a-1" in table
     assert f"requests: {report.requests:,} in 600s (seed 1)" in table
