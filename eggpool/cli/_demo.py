@@ -11,6 +11,7 @@ a client would, so the access log shows routing, failover and cooldowns.
 
 from __future__ import annotations
 
+import http.client
 import json
 import secrets
 import socket
@@ -196,5 +197,7 @@ def _send(url: str, key: str, model: str, stream: bool, anthropic: bool) -> None
     except urllib.error.HTTPError as exc:  # an error answer: read, then let the socket go
         with exc:
             exc.read()
-    except (urllib.error.URLError, OSError):
-        pass  # the access log already shows what happened to it
+    except (urllib.error.URLError, http.client.HTTPException, OSError):
+        # The access log already shows what happened to it; a stream cut by Ctrl-C
+        # (IncompleteRead) must not stop the demo with an error.
+        pass
