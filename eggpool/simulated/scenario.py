@@ -277,9 +277,6 @@ class _Placeholders(dict[str, str]):
     credential (KEY, TOKEN, SECRET, PASSWORD) and is unset gets a placeholder, since the
     simulator sends nothing. Others (a proxy URL) must be set, as for a real run."""
 
-    def __init__(self, real: Mapping[str, str]) -> None:
-        super().__init__(real)
-
     def __missing__(self, key: str) -> str:
         if _CREDENTIAL.search(key):
             return f"sk-simulated-{key.lower()}-0123456789"

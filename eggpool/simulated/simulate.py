@@ -69,7 +69,6 @@ class AccountReport:
     requests: int = 0
     attempts: int = 0
     spend_microdollars: int = 0
-    peak_five_hour_microdollars: int = 0
     peaks: tuple[int, int, int] = (0, 0, 0)  # most spent in any 5 h / 7 d / 30 d window
     caps: tuple[int, int, int] = (0, 0, 0)  # the account's capacity in those windows
     cooldowns: int = 0
@@ -82,7 +81,6 @@ class AccountReport:
             "share": round(self.requests / total, 4) if total else 0.0,
             "attempts": self.attempts,
             "spend_usd": round(self.spend_microdollars / 1e6, 6),
-            "peak_5h_spend_usd": round(self.peak_five_hour_microdollars / 1e6, 6),
             "peak_spend_usd": {
                 name: round(peak / 1e6, 6) for name, peak in zip(_WINDOWS, self.peaks, strict=True)
             },
@@ -159,7 +157,7 @@ class Report:
                     f"{a.requests:,}",
                     f"{share:.1%}",
                     f"{a.spend_microdollars / 1e6:,.4f}",
-                    f"{a.peak_five_hour_microdollars / 1e6:,.4f}",
+                    f"{a.peaks[0] / 1e6:,.4f}",
                     f"{a.peaks[0] / a.caps[0]:.1%}" if a.caps[0] else "-",
                     f"{a.cooldowns}",
                     f"{a.rate_limited}",
@@ -264,7 +262,6 @@ class Report:
             five_hour, weekly, monthly = (
                 _peak_window(account.charges, float(width)) for width in WINDOW_SECONDS
             )
-            account.peak_five_hour_microdollars = five_hour
             account.peaks = (five_hour, weekly, monthly)
             account.caps = caps.get(name, (0, 0, 0))
 
