@@ -572,7 +572,9 @@ def test_an_in_memory_database_is_shared_with_readers(tmp_path: Path) -> None:
 
 def test_persisting_thousands_a_second_keeps_the_event_loop_responsive(tmp_path: Path) -> None:
     """5,100 records/s for 2 s, persisted from an anyio (asyncio) loop: the loop's lag,
-    measured as the overshoot of 1 ms sleeps, stays under 20 ms, and the writer keeps up."""
+    measured as the overshoot of 1 ms sleeps, stays under 20 ms (99th percentile; one
+    scheduling hiccup of a loaded 2-core CI machine may reach past it, a write on the
+    loop would block it for whole batches), and the writer keeps up."""
     path = tmp_path / "usage.sqlite3"
     ticks, per_tick = 200, 17  # 17 requests x 3 records every 10 ms
     lags: list[float] = []
@@ -611,7 +613,9 @@ def test_persisting_thousands_a_second_keeps_the_event_loop_responsive(tmp_path:
         ]
         assert read(store, "SELECT count(*) FROM attempts") == [(ticks * per_tick,)]
     assert len(lags) > 100
-    assert max(lags) < 0.020
+    ordered = sorted(lags)
+    assert ordered[int(len(ordered) * 0.99)] < 0.020
+    assert ordered[-1] < 0.100
 
 
 # --- failures ---------------------------------------------------------------------------
