@@ -9,8 +9,10 @@ event with `now` read once, feeds it to `pool.handle` and executes the
 effects in order, as a shell must (STYLE rule 10):
 
 - `OpenUpstream`: `reply(effect, t)` says what the provider does (a
-  `provider.Reply`); its steps are scheduled from now; `AbortUpstream`
-  drops the attempt's remaining steps;
+  `provider.Reply`); its steps are scheduled from now, the body pieces after
+  the first joined into one (`Reply.steps(merge=True)`: the Pool sees the
+  same bytes at the first token and at the end, in a fraction of the
+  events); `AbortUpstream` drops the attempt's remaining steps;
 - `FetchModelList`: `models(account, t)` lists what the account serves then;
 - `ArmTimer` / `CancelTimer`: a timer entry (re-arming replaces it);
 - `Persist`: handed to `on_record`, which aggregates (nothing is kept here:
@@ -177,10 +179,8 @@ class Engine:
 
     def _open(self, effect: OpenUpstream, t: float) -> None:
         openai_path, anthropic_path = self._paths[effect.account]
-        steps = _coalesce(
-            self._reply(effect, t).steps(
-                effect, openai_path=openai_path, anthropic_path=anthropic_path
-            )
+        steps = self._reply(effect, t).steps(
+            effect, openai_path=openai_path, anthropic_path=anthropic_path, merge=True
         )
         if not steps:
             return  # a hang: only the core's timer ends it
@@ -189,25 +189,6 @@ class Engine:
         for step in steps:
             at += step.delay
             self._push(at, _STEP, (effect.attempt_id, step))
-
-
-def _coalesce(steps: list[Step]) -> list[Step]:
-    """The same answer in fewer events: body pieces after the first that arrive together
-    with the next ones are joined, keeping the first piece's time (the time to first
-    token) and the last's (the end). The Pool sees the same bytes at the same two moments
-    that matter, for a fraction of the events."""
-    bodies = [i for i, step in enumerate(steps) if type(step.event) is UpstreamBodyReceived]
-    if len(bodies) <= 2 or bodies != list(range(bodies[0], bodies[-1] + 1)):
-        return steps
-    first, rest = bodies[0], bodies[1:]
-    joined = b"".join(
-        event.data for i in rest if isinstance(event := steps[i].event, UpstreamBodyReceived)
-    )
-    delay = sum(steps[i].delay for i in rest)
-    event = steps[rest[-1]].event
-    assert isinstance(event, UpstreamBodyReceived)
-    merged = Step(delay=delay, event=attrs.evolve(event, data=joined))
-    return [*steps[: first + 1], merged, *steps[rest[-1] + 1 :]]
 
 
 def _stamp(event: ProviderEvent, now: Now) -> ProviderEvent:

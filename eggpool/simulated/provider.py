@@ -32,6 +32,7 @@ final usage: cut, reset, stalled, errored, or an OpenAI stream without
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -220,9 +221,13 @@ class Reply:
         *,
         openai_path: str = "/chat/completions",
         anthropic_path: str = "/messages",
+        merge: bool = False,
     ) -> list[Step]:
-        """The events this reply causes for `effect` (pure: same effect, same steps)."""
-        return Answer(self, effect, protocol_of(effect.url, openai_path, anthropic_path)).steps()
+        """The events this reply causes for `effect` (pure: same effect, same steps).
+
+        `merge` joins the body pieces after the first into one step (see `Answer`)."""
+        protocol = protocol_of(effect.url, openai_path, anthropic_path)
+        return Answer(self, effect, protocol, merge=merge).steps()
 
     def reported_usage(self, effect: OpenUpstream, protocol: Protocol) -> Usage | None:
         """The final usage the response carries, if it carries one."""
@@ -236,6 +241,7 @@ class Reply:
         return None
 
 
+@functools.lru_cache(maxsize=1024)
 def protocol_of(
     url: str, openai_path: str = "/chat/completions", anthropic_path: str = "/messages"
 ) -> Protocol:

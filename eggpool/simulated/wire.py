@@ -187,21 +187,38 @@ _BAD_EVENT = b'data: {"choices":[],"usage":{"prompt_tokens":\n\n'
 
 
 class Answer:
-    """Builds the steps of one reply to one effect."""
+    """Builds the steps of one reply to one effect.
 
-    def __init__(self, reply: Reply, effect: OpenUpstream, protocol: Protocol) -> None:
+    With `merge`, the body pieces after the first are joined into one step at
+    the time of the last: the same bytes, the same first-token and end times,
+    far fewer events (the simulator's choice; a served fake sends every event).
+    """
+
+    def __init__(
+        self, reply: Reply, effect: OpenUpstream, protocol: Protocol, *, merge: bool = False
+    ) -> None:
         self.reply = reply
         self.effect = effect
         self.protocol = protocol
         self.attempt = effect.attempt_id
         self.out: list[Step] = []
-        self._pending_delay = 0.0
+        self._merge = merge
+        self._body_started = False
+        self._held: list[bytes] = []  # merged body pieces not yet in `out`
+        self._held_delay = 0.0
 
     # -- step helpers ----------------------------------------------------------------
 
     def _at(self, delay: float, event: UpstreamEvent) -> None:
-        self.out.append(Step(delay=self._pending_delay + delay, event=event))
-        self._pending_delay = 0.0
+        if self._held:
+            self._flush()
+        self.out.append(Step(delay=delay, event=event))
+
+    def _flush(self) -> None:
+        data, self._held = b"".join(self._held), []
+        delay, self._held_delay = self._held_delay, 0.0
+        event = UpstreamBodyReceived(now=UNSTAMPED, attempt_id=self.attempt, data=data)
+        self.out.append(Step(delay=delay, event=event))
 
     def _head(self, status: int, headers: Headers) -> None:
         latency = self.reply.latency
@@ -214,6 +231,11 @@ class Answer:
         pieces = [data[i : i + size] for i in range(0, len(data), size)] if size > 0 else [data]
         for index, piece in enumerate(pieces):
             delay = self.reply.interval if index == 0 else 0.0
+            if self._merge and self._body_started:
+                self._held.append(piece)
+                self._held_delay += delay
+                continue
+            self._body_started = True
             self._at(delay, UpstreamBodyReceived(now=UNSTAMPED, attempt_id=self.attempt,
                                                  data=piece))  # fmt: skip
 
@@ -248,6 +270,8 @@ class Answer:
             self._stream(request)
         else:
             self._whole(request)
+        if self._held:
+            self._flush()
         return self.out
 
     def _error(self, code: int, model: str, *, scripted: bool = True) -> None:
@@ -377,62 +401,94 @@ class Answer:
         })  # fmt: skip
 
     def _frames(self, request: RequestShape) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        """(opening frames, one frame per content chunk, closing frames) of a full stream."""
+        """(opening frames, one frame per content chunk, closing frames) of a full stream.
+
+        Frames are put together from pieces of JSON text rather than by encoding one
+        object per chunk: a simulated day streams millions of them. The bytes are those
+        of `json.dumps(..., separators=(",", ":"))` of the chunk objects (tests compare)."""
         if self.protocol is Protocol.ANTHROPIC:
             return self._anthropic_frames(request)
         with_usage = wants_usage(self.reply, request)
-        usage_field: dict[str, object] = {"usage": None} if with_usage else {}
+        start = _OPENAI_CHUNK_START.format(
+            id=_text(f"chatcmpl-{self.attempt}"), model=_text(request.model)
+        )
+        end = ',"usage":null}' if with_usage else "}"
 
-        def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
-            return encode_event(json.dumps({
-                "id": f"chatcmpl-{self.attempt}", "object": "chat.completion.chunk",
-                "created": CREATED, "model": request.model, "system_fingerprint": None,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                             "finish_reason": finish}],
-                **usage_field,
-            }, separators=(",", ":")))  # fmt: skip
+        def chunk(delta: str, finish: str = "null") -> bytes:
+            return _data_frame(f'{start}{delta},"logprobs":null,"finish_reason":{finish}}}]{end}')
 
-        opening = [chunk({"role": "assistant", "content": "", "refusal": None})]
-        content = [chunk({"content": text}) for text in self._texts()]
-        closing = [chunk({}, "stop")]
+        by_text = {text: chunk(f'{{"content":{_text(text)}}}') for text in set(self._texts())}
+        opening = [chunk('{"role":"assistant","content":"","refusal":null}')]
+        content = [by_text[text] for text in self._texts()]
+        closing = [chunk("{}", '"stop"')]
         if with_usage:
             closing.append(encode_event(json.dumps({
                 "id": f"chatcmpl-{self.attempt}", "object": "chat.completion.chunk",
                 "created": CREATED, "model": request.model, "system_fingerprint": None,
                 "choices": [], "usage": self._openai_usage(),
             }, separators=(",", ":"))))  # fmt: skip
-        closing.append(encode_event("[DONE]"))
+        closing.append(_DONE)
         return opening, content, closing
 
     def _anthropic_frames(
         self, request: RequestShape
     ) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        def event(kind: str, **fields: object) -> bytes:
-            return encode_event(json.dumps({"type": kind, **fields}, separators=(",", ":")),
-                                event=kind)  # fmt: skip
-
         message: dict[str, object] = {
             "id": f"msg_{self.attempt}", "type": "message", "role": "assistant",
             "model": request.model, "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": self._anthropic_usage(output=1),
         }  # fmt: skip
         opening = [
-            event("message_start", message=message),
-            event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
-            event("ping"),
+            _anthropic_event("message_start", message=message),
+            _ANTHROPIC_BLOCK_START,
+            _ANTHROPIC_PING,
         ]
-        content = [
-            event("content_block_delta", index=0, delta={"type": "text_delta", "text": text})
-            for text in self._texts()
-        ]
+        content = [_ANTHROPIC_DELTAS[text] for text in self._texts()]
         _, _, output = self._usage_numbers()
         closing = [
-            event("content_block_stop", index=0),
-            event("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None},
-                  usage={"output_tokens": output}),
-            event("message_stop"),
+            _ANTHROPIC_BLOCK_STOP,
+            _anthropic_event("message_delta",
+                             delta={"stop_reason": "end_turn", "stop_sequence": None},
+                             usage={"output_tokens": output}),
+            _ANTHROPIC_STOP,
         ]  # fmt: skip
         return opening, content, closing
+
+
+def _text(value: str) -> str:
+    """`value` as a JSON string, escaped as `json.dumps` does."""
+    return json.dumps(value)
+
+
+def _data_frame(data: str) -> bytes:
+    """`encode_event(data)` for one line of data (JSON text from `json.dumps` has no line
+    breaks)."""
+    return b"data: " + data.encode() + b"\n\n"
+
+
+_OPENAI_CHUNK_START = (
+    '{{"id":{id},"object":"chat.completion.chunk","created":' + str(CREATED) + ',"model":{model},'
+    '"system_fingerprint":null,"choices":[{{"index":0,"delta":'
+)
+_DONE = encode_event("[DONE]")
+
+
+def _anthropic_event(kind: str, **fields: object) -> bytes:
+    return encode_event(json.dumps({"type": kind, **fields}, separators=(",", ":")), event=kind)
+
+
+_ANTHROPIC_BLOCK_START = _anthropic_event(
+    "content_block_start", index=0, content_block={"type": "text", "text": ""}
+)
+_ANTHROPIC_PING = _anthropic_event("ping")
+_ANTHROPIC_BLOCK_STOP = _anthropic_event("content_block_stop", index=0)
+_ANTHROPIC_STOP = _anthropic_event("message_stop")
+_ANTHROPIC_DELTAS = {
+    text: _anthropic_event(
+        "content_block_delta", index=0, delta={"type": "text_delta", "text": text}
+    )
+    for text in _WORDS
+}
 
 
 # --- model lists --------------------------------------------------------------------------
