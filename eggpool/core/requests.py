@@ -148,13 +148,14 @@ def parse_request(
     document = _load(body)
     if isinstance(document, LocalFailure):
         return document
-    members, _, _ = object_members(body)
-    spans: dict[str, Member] = {}
-    for member in members:
-        if member.key in _INTERPRETED[protocol]:
-            if member.key in spans:
-                return LocalFailure.duplicate_field(member.key)
-            spans[member.key] = member
+    # The member spans are found only when they are needed: a key that may be repeated,
+    # a model to rewrite or a `stream_options` to edit (most requests need none of it).
+    spans: dict[str, Member] | None = None
+    if _may_repeat(body, protocol):
+        found = _interpreted_spans(body, protocol)
+        if isinstance(found, LocalFailure):
+            return found
+        spans = found
 
     requested_model = document.get("model")
     if requested_model is None:
@@ -182,13 +183,18 @@ def parse_request(
     edits: list[tuple[int, int, bytes]] = []
     model, pinned = split(requested_model)
     if pinned is not None:
-        span = spans["model"]
+        span = _spans(body, protocol, spans)["model"]
         token = body[span.value_start : span.value_end]
         edits.append((span.value_start, span.value_end, _model_token(token, model, pinned)))
 
     client_usage = injected = False
     if protocol is Protocol.OPENAI and stream:
-        usage = _usage_edits(body, document, spans.get("stream_options"), members)
+        options = (
+            _spans(body, protocol, spans)["stream_options"]
+            if "stream_options" in document
+            else None
+        )
+        usage = _usage_edits(body, document, options)
         if isinstance(usage, LocalFailure):
             return usage
         usage_edits, client_usage = usage
@@ -311,6 +317,46 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+# -- member spans ----------------------------------------------------------------------
+
+_WHITESPACE = b" \t\r\n"
+_QUOTED_KEYS = {
+    protocol: tuple(b'"%s"' % key.encode() for key in keys)
+    for protocol, keys in _INTERPRETED.items()
+}
+# A `\u00XX` escape that could spell a letter or `_` of an interpreted key.
+_KEY_ESCAPE = re.compile(rb"\\u00[5-7]")
+
+
+def _may_repeat(body: bytes, protocol: Protocol) -> bool:
+    """Whether an interpreted key could occur twice at the top level: written out twice
+    somewhere in the body, or spelled with escapes. False is certain; True needs a look."""
+    return any(body.count(key) > 1 for key in _QUOTED_KEYS[protocol]) or (
+        b"\\u00" in body and _KEY_ESCAPE.search(body) is not None
+    )
+
+
+def _interpreted_spans(body: bytes, protocol: Protocol) -> dict[str, Member] | LocalFailure:
+    """The top-level members the proxy interprets, by key, or the one that is repeated."""
+    members, _, _ = object_members(body)
+    spans: dict[str, Member] = {}
+    for member in members:
+        if member.key in _INTERPRETED[protocol]:
+            if member.key in spans:
+                return LocalFailure.duplicate_field(member.key)
+            spans[member.key] = member
+    return spans
+
+
+def _spans(body: bytes, protocol: Protocol, known: dict[str, Member] | None) -> dict[str, Member]:
+    """`known`, or the spans found now (after `_may_repeat` ruled out repeated keys)."""
+    if known is not None:
+        return known
+    found = _interpreted_spans(body, protocol)
+    assert not isinstance(found, LocalFailure)
+    return found
+
+
 # -- rewriting -------------------------------------------------------------------------
 
 
@@ -328,14 +374,14 @@ def _model_token(token: bytes, model: str, provider: str) -> bytes:
 
 
 def _usage_edits(
-    body: bytes,
-    document: dict[str, Any],
-    member: Member | None,
-    members: list[Member],
+    body: bytes, document: dict[str, Any], member: Member | None
 ) -> tuple[list[tuple[int, int, bytes]], bool] | LocalFailure:
     """Edits that make an OpenAI stream report usage, and whether the client asked for it."""
     if member is None:
-        end = members[-1].value_end  # `model` is present, so there is a last member
+        # After the last member (`model` is present, so there is one): the body is an
+        # object, so it ends in `}` and only whitespace separates that from the last value.
+        close = len(body.rstrip(_WHITESPACE)) - 1
+        end = len(body[:close].rstrip(_WHITESPACE))
         return [(end, end, b"," + _USAGE_MEMBER)], False
     options = document["stream_options"]
     if options is None:

@@ -580,6 +580,54 @@ def test_rewrites_change_only_the_edited_spans(data: st.DataObject, protocol: Pr
     assert (parsed.model, parsed.pinned_provider) == (base, pin)
 
 
+@st.composite
+def spelled(draw: st.DrawFn, key: str) -> str:
+    """`key` as a JSON string with any of its characters written as `\\u00XX` escapes."""
+    out = []
+    for char in key:
+        if draw(st.booleans()):
+            escape = f"\\u{ord(char):04x}"
+            out.append(escape.upper().replace("\\U", "\\u") if draw(st.booleans()) else escape)
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+@given(st.data(), st.sampled_from(list(Protocol)))
+def test_a_repeated_interpreted_key_is_refused_however_it_is_written(
+    data: st.DataObject, protocol: Protocol
+) -> None:
+    draw = data.draw
+    keys = sorted(INTERPRETED if protocol is OPENAI else {"model", "stream", "max_tokens"})
+    key = draw(st.sampled_from(keys))
+    values = {"model": '"m"', "stream": "false", "stream_options": "null"}
+    value = values.get(key, "1")
+    # Other members, whose values may hold interpreted keys of their own (tool schemas do).
+    others = [
+        f'"x{n}":{text}' for n, (text, _) in enumerate(draw(st.lists(fragments(), max_size=3)))
+    ]
+    others.append('"tools":[{"model":"inner","stream":true}]')
+    members = [f"{draw(spelled(key))}:{value}", f"{draw(spelled(key))}:{value}", *others]
+    if key != "model":
+        members.append('"model":"m"')
+    order = draw(st.permutations(members))
+    body = ("{" + ",".join(order) + "}").encode()
+
+    failure = fail(protocol, body)
+    assert failure.kind is FailureKind.DUPLICATE_FIELD
+    assert failure.param == key
+
+
+@given(st.data(), st.sampled_from(list(Protocol)))
+def test_interpreted_keys_nested_elsewhere_are_not_repeats(
+    data: st.DataObject, protocol: Protocol
+) -> None:
+    nested = data.draw(st.sampled_from(sorted(INTERPRETED)))
+    tools = f'[{{"{nested}":1}},{{"{nested}":{{"{nested}":2}}}}]'
+    body = f'{{"model":"m","tools":{tools},"note":"\\u006d{nested}"}}'.encode()
+    assert parse(protocol, body).body is body
+
+
 # -- the input estimate ------------------------------------------------------------------
 
 
