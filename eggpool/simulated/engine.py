@@ -1,11 +1,12 @@
 """A lean discrete-event loop: the real `Pool`, simulated providers, a virtual clock.
 
-Theory of operation. `Engine` plays the shell for `eggpool simulate`. One
-heap holds what will happen next (a client request arrives, a provider
-step, a timer fires, a model list comes back), ordered by virtual time and,
-for equal times, by the order it was scheduled, so the same inputs always
-give the same run. `run` pops an entry, moves the clock to it, builds the
-event with `now` read once, feeds it to `pool.handle` and executes the
+Theory of operation. `Engine` plays the shell for `eggpool simulate`. Client
+requests wait in a queue in arrival order; one heap holds everything else
+that will happen (a provider step, a timer fires, a model list comes back),
+ordered by virtual time and, for equal times, by the order it was scheduled;
+a request goes before heap entries of the same time. So the same inputs
+always give the same run. `run` takes the earliest, moves the clock to it,
+builds the event with `now` read once, feeds it to `pool.handle` and executes the
 effects in order, as a shell must (STYLE rule 10):
 
 - `OpenUpstream`: `reply(effect, t)` says what the provider does (a
@@ -14,7 +15,8 @@ effects in order, as a shell must (STYLE rule 10):
   same bytes at the first token and at the end, in a fraction of the
   events); `AbortUpstream` drops the attempt's remaining steps;
 - `FetchModelList`: `models(account, t)` lists what the account serves then;
-- `ArmTimer` / `CancelTimer`: a timer entry (re-arming replaces it);
+- `ArmTimer` / `CancelTimer`: a timer entry (re-arming replaces it; the heap
+  is rebuilt without dead entries once they are most of it);
 - `Persist`: handed to `on_record`, which aggregates (nothing is kept here:
   a day of traffic is hundreds of thousands of requests);
 - client-facing effects and logs are dropped: a simulation has no clients
@@ -28,7 +30,9 @@ inside them (no re-entrancy, STYLE rule 11).
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -50,11 +54,12 @@ from eggpool.core.events import (
     TimerFired,
     UpstreamBodyEnded,
     UpstreamBodyReceived,
+    UpstreamFailed,
     UpstreamResponseStarted,
 )
 from eggpool.core.pool import Pool
 from eggpool.simulated.provider import ModelList, Reply
-from eggpool.simulated.wire import ProviderEvent, Step
+from eggpool.simulated.wire import ProviderEvent
 
 __all__ = ["START", "Engine"]
 
@@ -64,7 +69,9 @@ START = Now(mono=1000.0, wall=1_767_225_600.0)
 ReplyFor = Callable[[OpenUpstream, float], Reply]
 """What the provider does for an attempt dispatched at `t` seconds into the run."""
 
-_REQUEST, _STEP, _TIMER, _LISTING = range(4)
+_STEP, _TIMER, _LISTING = range(3)
+_COMPACT_AT = 512  # dead timer entries tolerated before the heap is rebuilt
+_STAMPED = (UpstreamResponseStarted, UpstreamBodyReceived, UpstreamBodyEnded, UpstreamFailed)
 
 
 class Engine:
@@ -87,7 +94,9 @@ class Engine:
         self._t = 0.0
         self._heap: list[tuple[float, int, int, object]] = []
         self._seq = 0
+        self._arrivals: deque[tuple[float, Callable[[Now], ClientRequestReceived]]] = deque()
         self._timers: dict[str, int] = {}  # key -> seq of its live entry
+        self._dead = 0  # timer entries in the heap that will never fire
         self._attempts: dict[str, int] = {}  # attempt id -> steps still to come
         self._paths = {
             account.name: (
@@ -96,17 +105,28 @@ class Engine:
             )
             for account in config.accounts
         }
+        self._handlers: dict[type, Callable[[Any, float], None]] = {
+            Persist: self._persist,
+            OpenUpstream: self._open,
+            ArmTimer: self._arm,
+            CancelTimer: self._cancel,
+            AbortUpstream: self._abort,
+            FetchModelList: self._fetch,
+        }
         self.pool = Pool(config, now=self.now)
         self.events = 0
         self._deliver(StateLoaded(now=self.now))
 
     @property
     def now(self) -> Now:
-        return Now(mono=self._start.mono + self._t, wall=self._start.wall + self._t)
+        return self._clock(self._t)
 
     @property
     def elapsed(self) -> float:
         return self._t
+
+    def _clock(self, t: float) -> Now:
+        return Now(mono=self._start.mono + t, wall=self._start.wall + t)
 
     def _push(self, at: float, kind: int, item: object) -> int:
         self._seq += 1
@@ -114,14 +134,27 @@ class Engine:
         return self._seq
 
     def request(self, at: float, event: Callable[[Now], ClientRequestReceived]) -> None:
-        """A client request arriving `at` seconds into the run; `event(now)` builds it."""
-        self._push(at, _REQUEST, event)
+        """A client request arriving `at` seconds into the run; `event(now)` builds it.
+
+        Requests come in time order and wait in their own queue, not in the heap (a day
+        of them would make every heap operation slower); at equal times they go first."""
+        if self._arrivals and at < self._arrivals[-1][0]:
+            raise ValueError("requests must be given in time order")
+        self._arrivals.append((at, event))
 
     def run(self, until: float, *, done: Callable[[], bool] | None = None) -> None:
         """Deliver everything due up to `until` seconds, or until `done()` says so (checked
         between events). There is always more: the Pool re-arms its periodic timers."""
-        heap = self._heap
-        while heap:
+        heap, arrivals = self._heap, self._arrivals
+        while heap or arrivals:
+            if arrivals and (not heap or arrivals[0][0] <= heap[0][0]):
+                at, make = arrivals[0]
+                if at > until or (done is not None and done()):
+                    break
+                arrivals.popleft()
+                self._t = max(self._t, at)
+                self._deliver(make(self.now))
+                continue
             at, seq, kind, item = heap[0]
             if at > until or (done is not None and done()):
                 break
@@ -130,14 +163,16 @@ class Engine:
                 key = item
                 assert isinstance(key, str)
                 if self._timers.get(key) != seq:
+                    self._dead -= 1
                     continue  # cancelled or re-armed since
                 del self._timers[key]
                 self._t = max(self._t, at)
                 self._deliver(TimerFired(now=self.now, key=key))
             elif kind == _STEP:
-                assert isinstance(item, tuple)
-                attempt_id: str = item[0]
-                step: Step = item[1]
+                # Stamped when scheduled: entries are never due before the clock.
+                assert isinstance(item, _STAMPED)
+                assert at >= self._t
+                attempt_id = item.attempt_id
                 left = self._attempts.get(attempt_id)
                 if left is None:
                     continue  # aborted
@@ -145,11 +180,8 @@ class Engine:
                     del self._attempts[attempt_id]
                 else:
                     self._attempts[attempt_id] = left - 1
-                self._t = max(self._t, at)
-                self._deliver(_stamp(step.event, self.now))
-            elif kind == _REQUEST:
-                self._t = max(self._t, at)
-                self._deliver(item(self.now))  # type: ignore[operator]
+                self._t = at
+                self._deliver(item)
             else:
                 self._t = max(self._t, at)
                 self._deliver(item.stamp(self.now))  # type: ignore[attr-defined]
@@ -159,23 +191,44 @@ class Engine:
     def _deliver(self, event: Event) -> None:
         self.events += 1
         t = self._t
+        handlers = self._handlers
         for effect in self.pool.handle(event):
-            if isinstance(effect, Persist):
-                self._on_record(effect.record, t)
-            elif isinstance(effect, OpenUpstream):
-                self._open(effect, t)
-            elif isinstance(effect, ArmTimer):
-                at = max(t, effect.at - self._start.mono)
-                self._timers[effect.key] = self._push(at, _TIMER, effect.key)
-            elif isinstance(effect, CancelTimer):
-                self._timers.pop(effect.key, None)
-            elif isinstance(effect, AbortUpstream):
-                self._attempts.pop(effect.attempt_id, None)
-            elif isinstance(effect, FetchModelList):
-                listed = self._models(effect.account, t)
-                for step in ModelList.of(*listed).steps(effect.account):
-                    self._push(t + step.delay, _LISTING, step)
+            handler = handlers.get(type(effect))
+            if handler is not None:
+                handler(effect, t)
             # Responses to clients, logs, metrics, publishes: nobody to show them to.
+
+    def _persist(self, effect: Persist, t: float) -> None:
+        self._on_record(effect.record, t)
+
+    def _arm(self, effect: ArmTimer, t: float) -> None:
+        at = max(t, effect.at - self._start.mono)
+        if self._timers.get(effect.key) is not None:
+            self._dead += 1  # re-armed: its earlier entry is dead
+        self._timers[effect.key] = self._push(at, _TIMER, effect.key)
+
+    def _cancel(self, effect: CancelTimer, t: float) -> None:
+        if self._timers.pop(effect.key, None) is not None:
+            self._dead += 1
+            if self._dead > _COMPACT_AT and self._dead * 2 > len(self._heap):
+                self._compact()
+
+    def _compact(self) -> None:
+        """Drop the dead timer entries (cancelled or re-armed): most timers never fire, and
+        a heap of dead ones makes every push and pop slower."""
+        timers = self._timers
+        live = [e for e in self._heap if e[2] != _TIMER or timers.get(e[3]) == e[1]]  # type: ignore[call-overload]
+        self._heap[:] = live  # in place: `run` holds the list
+        heapq.heapify(self._heap)
+        self._dead = 0
+
+    def _abort(self, effect: AbortUpstream, t: float) -> None:
+        self._attempts.pop(effect.attempt_id, None)
+
+    def _fetch(self, effect: FetchModelList, t: float) -> None:
+        listed = self._models(effect.account, t)
+        for step in ModelList.of(*listed).steps(effect.account):
+            self._push(t + step.delay, _LISTING, step)
 
     def _open(self, effect: OpenUpstream, t: float) -> None:
         openai_path, anthropic_path = self._paths[effect.account]
@@ -188,7 +241,7 @@ class Engine:
         at = t
         for step in steps:
             at += step.delay
-            self._push(at, _STEP, (effect.attempt_id, step))
+            self._push(at, _STEP, _stamp(step.event, self._clock(at)))
 
 
 def _stamp(event: ProviderEvent, now: Now) -> ProviderEvent:

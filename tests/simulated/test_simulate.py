@@ -62,6 +62,17 @@ def test_the_same_seed_gives_the_same_report_byte_for_byte() -> None:
     assert first.to_json() != other.to_json()
 
 
+def test_the_progress_bar_does_not_change_the_outcome() -> None:
+    # A terminal shows progress, a pipe does not: the run must be the same either way.
+    document = scenario(pool(("a", 0, 3)), behaviour={"rate_limit_rate": 0.05, "jitter": 0.5})
+    seen: list[float] = []
+    parsed = parse_scenario(document, base_dir=Path("."))
+    shown = run_scenario(parsed, seed=1, progress=seen.append)
+    assert shown.to_json() == run(document).to_json()
+    assert seen == sorted(seen)
+    assert len(seen) > 10
+
+
 def test_equal_accounts_share_the_traffic_evenly() -> None:
     report = run(scenario(pool(("a", 0, 3))))
     assert report.requests > 1000
