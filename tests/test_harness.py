@@ -186,6 +186,27 @@ def test_latency_and_interval_set_the_delays() -> None:
     assert [step.delay for step in steps] == [0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.0]
 
 
+@pytest.mark.parametrize("url", [OPENAI_URL, ANTHROPIC_URL], ids=["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("model", ["m-1", 'odd "model" \u00e9\u2603/x'])
+def test_bodies_are_compact_json_as_providers_write_it(url: str, stream: bool, model: str) -> None:
+    # The fake writes its JSON from pieces of text for speed: it must be exactly what
+    # json.dumps(..., separators=(",", ":")) makes of the same objects.
+    effect = upstream(url, stream=stream, include_usage=True, model=model)
+    steps = Reply.ok(chunks=8, input_tokens=1234, cached_tokens=34).steps(effect)
+    texts = (
+        [e.data for e in sse_of(steps) if e.data != "[DONE]"]
+        if stream
+        else [body_of(steps).decode()]
+    )
+    assert len(texts) == (1 if not stream else 8 + (3 if url == OPENAI_URL else 6))
+    decoded = [json.loads(text) for text in texts]
+    for text, obj in zip(texts, decoded, strict=True):
+        assert json.dumps(obj, separators=(",", ":")) == text
+    named = {obj.get("model") or obj.get("message", {}).get("model") for obj in decoded}
+    assert named - {None} == {model}
+
+
 def test_openai_stream_has_role_content_finish_usage_and_done() -> None:
     effect = upstream(stream=True, include_usage=True)
     reply = Reply.ok(chunks=5)

@@ -396,6 +396,8 @@ def run_plans(
 
     for account in config.accounts:
         report.add_account(account.name)
+    # Logs go nowhere in a simulation: the Pool need not write an access line per request.
+    config = attrs.evolve(config, server=attrs.evolve(config.server, access_log=False))
     engine = Engine(config, reply=attempt, models=models, on_record=report.add)
     duration = report.duration
     step = max(duration / 100, 1.0)
@@ -474,16 +476,15 @@ def _around(mean: int, rng: random.Random) -> int:
 def _event(
     request_id: str, plan: Planned, headers: tuple[tuple[str, str], ...]
 ) -> Callable[[Now], ClientRequestReceived]:
-    body: dict[str, object] = {
-        "model": plan.model,
-        "stream": plan.stream,
-        # The conversation's opening is what the proxy knows a session by (and session
-        # affinity keeps a session on one account): each session gets its own.
-        "messages": [{"role": "user", "content": f"Conversation {plan.session}"}],
-    }
-    if plan.anthropic:
-        body["max_tokens"] = plan.output_tokens
-    data = json.dumps(body).encode()
+    # What `json.dumps` makes of {"model", "stream", "messages"[, "max_tokens"]}, written out:
+    # a day of traffic is a lot of bodies. The conversation's opening is what the proxy
+    # knows a session by (and session affinity keeps a session on one account): each
+    # session gets its own.
+    max_tokens = f', "max_tokens": {plan.output_tokens}' if plan.anthropic else ""
+    data = (
+        f'{{"model": {json.dumps(plan.model)}, "stream": {"true" if plan.stream else "false"}, '
+        f'"messages": [{{"role": "user", "content": "Conversation {plan.session}"}}]{max_tokens}}}'
+    ).encode()
     path = "/v1/messages" if plan.anthropic else "/v1/chat/completions"
 
     def make(now: Now) -> ClientRequestReceived:

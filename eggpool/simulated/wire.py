@@ -21,6 +21,7 @@ Header names are lower case, as h11 reports them.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from typing import TYPE_CHECKING
 
@@ -164,6 +165,7 @@ class RequestShape:
     include_usage: bool
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # a simulation sends the same bodies again and again
     def parse(cls, body: bytes) -> RequestShape | None:
         try:
             obj = json.loads(body)
@@ -238,6 +240,18 @@ class Answer:
             self._body_started = True
             self._at(delay, UpstreamBodyReceived(now=UNSTAMPED, attempt_id=self.attempt,
                                                  data=piece))  # fmt: skip
+
+    def _bodies(self, frames: list[bytes]) -> None:
+        """`_body` for each frame; merged, the frames after the first are joined at once."""
+        if not (self._merge and self.reply.piece <= 0 and frames):
+            for frame in frames:
+                self._body(frame)
+            return
+        if not self._body_started:
+            self._body(frames[0])
+            frames = frames[1:]
+        self._held.extend(frames)
+        self._held_delay += self.reply.interval * len(frames)
 
     def _end(self) -> None:
         self._at(0.0, UpstreamBodyEnded(now=UNSTAMPED, attempt_id=self.attempt))
@@ -323,13 +337,11 @@ class Answer:
         )
         self._head(200, (*headers, *reply.headers))
         opening, content, closing = self._frames(request)
-        sent = content if kind is ReplyKind.OK else content[: reply.after]
-        for frame in (*opening, *sent):
-            self._body(frame)
         if kind is ReplyKind.OK:
-            for frame in closing:
-                self._body(frame)
-        elif kind is ReplyKind.MALFORMED:
+            self._bodies([*opening, *content, *closing])
+        else:
+            self._bodies([*opening, *content[: reply.after]])
+        if kind is ReplyKind.MALFORMED:
             self._body(reply.body if reply.body is not None else _BAD_EVENT)
             if reply.complete:
                 for frame in (*content[reply.after :], *closing):
@@ -357,48 +369,47 @@ class Answer:
     # -- shapes --------------------------------------------------------------------------
 
     def _texts(self) -> list[str]:
-        return [_WORDS[i % len(_WORDS)] for i in range(self.reply.chunks)]
+        return _texts(self.reply.chunks)
 
     def _usage_numbers(self) -> tuple[int, int, int]:
         usage = self.reply.usage(self.effect.body)
         return usage.input_tokens, usage.cache_read_tokens, usage.output_tokens
 
-    def _openai_usage(self) -> dict[str, object]:
+    def _openai_usage(self) -> str:
+        """The `usage` object of an OpenAI answer, as JSON text."""
         uncached, cached, output = self._usage_numbers()
-        return {
-            "prompt_tokens": uncached + cached,
-            "completion_tokens": output,
-            "total_tokens": uncached + cached + output,
-            "prompt_tokens_details": {"cached_tokens": cached},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        }
+        return (
+            f'{{"prompt_tokens":{uncached + cached},"completion_tokens":{output},'
+            f'"total_tokens":{uncached + cached + output},'
+            f'"prompt_tokens_details":{{"cached_tokens":{cached}}},'
+            '"completion_tokens_details":{"reasoning_tokens":0}}'
+        )
 
-    def _anthropic_usage(self, output: int | None = None) -> dict[str, object]:
+    def _anthropic_usage(self, output: int | None = None) -> str:
+        """The `usage` object of an Anthropic answer, as JSON text."""
         uncached, cached, total_output = self._usage_numbers()
-        return {
-            "input_tokens": uncached,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": cached,
-            "output_tokens": total_output if output is None else output,
-        }
+        return (
+            f'{{"input_tokens":{uncached},"cache_creation_input_tokens":0,'
+            f'"cache_read_input_tokens":{cached},'
+            f'"output_tokens":{total_output if output is None else output}}}'
+        )
 
     def _whole_body(self, request: RequestShape) -> bytes:
-        text = "".join(self._texts())
+        text, model = _text("".join(self._texts())), _text(request.model)
         if self.protocol is Protocol.ANTHROPIC:
-            return _json({
-                "id": f"msg_{self.attempt}", "type": "message", "role": "assistant",
-                "model": request.model, "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn", "stop_sequence": None,
-                "usage": self._anthropic_usage(),
-            })  # fmt: skip
-        return _json({
-            "id": f"chatcmpl-{self.attempt}", "object": "chat.completion", "created": CREATED,
-            "model": request.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
-                                                 "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
-            "usage": self._openai_usage(), "system_fingerprint": None,
-        })  # fmt: skip
+            return (
+                f'{{"id":{_text(f"msg_{self.attempt}")},"type":"message","role":"assistant",'
+                f'"model":{model},"content":[{{"type":"text","text":{text}}}],'
+                f'"stop_reason":"end_turn","stop_sequence":null,'
+                f'"usage":{self._anthropic_usage()}}}'
+            ).encode()
+        return (
+            f'{{"id":{_text(f"chatcmpl-{self.attempt}")},"object":"chat.completion",'
+            f'"created":{CREATED},"model":{model},"choices":[{{"index":0,"message":'
+            f'{{"role":"assistant","content":{text},"refusal":null}},"logprobs":null,'
+            f'"finish_reason":"stop"}}],"usage":{self._openai_usage()},'
+            '"system_fingerprint":null}'
+        ).encode()
 
     def _frames(self, request: RequestShape) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """(opening frames, one frame per content chunk, closing frames) of a full stream.
@@ -422,24 +433,25 @@ class Answer:
         content = [by_text[text] for text in self._texts()]
         closing = [chunk("{}", '"stop"')]
         if with_usage:
-            closing.append(encode_event(json.dumps({
-                "id": f"chatcmpl-{self.attempt}", "object": "chat.completion.chunk",
-                "created": CREATED, "model": request.model, "system_fingerprint": None,
-                "choices": [], "usage": self._openai_usage(),
-            }, separators=(",", ":"))))  # fmt: skip
+            closing.append(_data_frame(
+                f'{{"id":{_text(f"chatcmpl-{self.attempt}")},'
+                f'"object":"chat.completion.chunk","created":{CREATED},'
+                f'"model":{_text(request.model)},"system_fingerprint":null,"choices":[],'
+                f'"usage":{self._openai_usage()}}}'
+            ))  # fmt: skip
         closing.append(_DONE)
         return opening, content, closing
 
     def _anthropic_frames(
         self, request: RequestShape
     ) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        message: dict[str, object] = {
-            "id": f"msg_{self.attempt}", "type": "message", "role": "assistant",
-            "model": request.model, "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": self._anthropic_usage(output=1),
-        }  # fmt: skip
+        message = (
+            f'{{"id":{_text(f"msg_{self.attempt}")},"type":"message","role":"assistant",'
+            f'"model":{_text(request.model)},"content":[],"stop_reason":null,'
+            f'"stop_sequence":null,"usage":{self._anthropic_usage(output=1)}}}'
+        )
         opening = [
-            _anthropic_event("message_start", message=message),
+            _data_frame(f'{{"type":"message_start","message":{message}}}', "message_start"),
             _ANTHROPIC_BLOCK_START,
             _ANTHROPIC_PING,
         ]
@@ -455,15 +467,23 @@ class Answer:
         return opening, content, closing
 
 
+@functools.lru_cache(maxsize=256)
+def _texts(chunks: int) -> list[str]:
+    """The content of `chunks` chunks: the words in turn (callers do not change the list)."""
+    return [_WORDS[i % len(_WORDS)] for i in range(chunks)]
+
+
+@functools.lru_cache(maxsize=1024)
 def _text(value: str) -> str:
     """`value` as a JSON string, escaped as `json.dumps` does."""
     return json.dumps(value)
 
 
-def _data_frame(data: str) -> bytes:
-    """`encode_event(data)` for one line of data (JSON text from `json.dumps` has no line
-    breaks)."""
-    return b"data: " + data.encode() + b"\n\n"
+def _data_frame(data: str, event: str | None = None) -> bytes:
+    """`encode_event(data, event=event)` for one line of data (JSON text as `json.dumps`
+    writes it has no line breaks)."""
+    head = b"data: " if event is None else b"event: " + event.encode() + b"\ndata: "
+    return head + data.encode() + b"\n\n"
 
 
 _OPENAI_CHUNK_START = (
