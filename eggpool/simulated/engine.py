@@ -1,7 +1,8 @@
 """A lean discrete-event loop: the real `Pool`, simulated providers, a virtual clock.
 
 Theory of operation. `Engine` plays the shell for `eggpool simulate`. Client
-requests wait in a queue in arrival order; one heap holds everything else
+requests come from an iterable in arrival order, taken one at a time as
+the run reaches them (`feed`); one heap holds everything else
 that will happen (a provider step, a timer fires, a model list comes back),
 ordered by virtual time and, for equal times, by the order it was scheduled;
 a request goes before heap entries of the same time. So the same inputs
@@ -30,8 +31,7 @@ inside them (no re-entrancy, STYLE rule 11).
 from __future__ import annotations
 
 import heapq
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -61,10 +61,13 @@ from eggpool.core.pool import Pool
 from eggpool.simulated.provider import ModelList, Reply
 from eggpool.simulated.wire import ProviderEvent
 
-__all__ = ["START", "Engine"]
+__all__ = ["START", "ClientArrival", "Engine"]
 
 START = Now(mono=1000.0, wall=1_767_225_600.0)
 """Where a simulation's clock starts: 2026-01-01T00:00:00Z."""
+
+ClientArrival = tuple[float, Callable[[Now], ClientRequestReceived]]
+"""A client request: when it arrives (seconds into the run) and how to build it then."""
 
 ReplyFor = Callable[[OpenUpstream, float], Reply]
 """What the provider does for an attempt dispatched at `t` seconds into the run."""
@@ -94,7 +97,9 @@ class Engine:
         self._t = 0.0
         self._heap: list[tuple[float, int, int, object]] = []
         self._seq = 0
-        self._arrivals: deque[tuple[float, Callable[[Now], ClientRequestReceived]]] = deque()
+        self._source: Iterator[ClientArrival] = iter(())
+        self._next: ClientArrival | None = None  # the next client request, taken from `_source`
+        self._sent = 0
         self._timers: dict[str, int] = {}  # key -> seq of its live entry
         self._dead = 0  # timer entries in the heap that will never fire
         self._attempts: dict[str, int] = {}  # attempt id -> steps still to come
@@ -133,25 +138,43 @@ class Engine:
         heapq.heappush(self._heap, (at, self._seq, kind, item))
         return self._seq
 
-    def request(self, at: float, event: Callable[[Now], ClientRequestReceived]) -> None:
-        """A client request arriving `at` seconds into the run; `event(now)` builds it.
+    def feed(self, arrivals: Iterable[ClientArrival]) -> None:
+        """Client requests: (seconds into the run, `event(now)` building the request), in
+        time order. They are taken one at a time as the run reaches them, so a day of
+        traffic is never held at once; at equal times they go before heap entries."""
+        self._source = iter(arrivals)
+        self._next = next(self._source, None)
 
-        Requests come in time order and wait in their own queue, not in the heap (a day
-        of them would make every heap operation slower); at equal times they go first."""
-        if self._arrivals and at < self._arrivals[-1][0]:
-            raise ValueError("requests must be given in time order")
-        self._arrivals.append((at, event))
+    @property
+    def requests_sent(self) -> int:
+        """Client requests delivered so far."""
+        return self._sent
+
+    @property
+    def requests_pending(self) -> bool:
+        """Whether requests are still to arrive."""
+        return self._next is not None
+
+    def _take(self) -> ClientArrival:
+        taken = self._next
+        assert taken is not None
+        following = next(self._source, None)
+        if following is not None and following[0] < taken[0]:
+            raise ValueError("requests must arrive in time order")
+        self._next = following
+        self._sent += 1
+        return taken
 
     def run(self, until: float, *, done: Callable[[], bool] | None = None) -> None:
         """Deliver everything due up to `until` seconds, or until `done()` says so (checked
         between events). There is always more: the Pool re-arms its periodic timers."""
-        heap, arrivals = self._heap, self._arrivals
-        while heap or arrivals:
-            if arrivals and (not heap or arrivals[0][0] <= heap[0][0]):
-                at, make = arrivals[0]
-                if at > until or (done is not None and done()):
+        heap = self._heap
+        while heap or self._next is not None:
+            arrival = self._next
+            if arrival is not None and (not heap or arrival[0] <= heap[0][0]):
+                if arrival[0] > until or (done is not None and done()):
                     break
-                arrivals.popleft()
+                at, make = self._take()
                 self._t = max(self._t, at)
                 self._deliver(make(self.now))
                 continue

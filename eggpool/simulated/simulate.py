@@ -24,8 +24,9 @@ import bisect
 import json
 import math
 import random
+from array import array
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import ClassVar
 
 import attrs
@@ -41,7 +42,7 @@ from eggpool.core.effects import (
 from eggpool.core.events import ClientRequestReceived, Now
 from eggpool.core.ledger import WINDOW_SECONDS, account_limits
 from eggpool.core.lifecycle import TOTAL_DEADLINE
-from eggpool.simulated.engine import START, Engine
+from eggpool.simulated.engine import START, ClientArrival, Engine
 from eggpool.simulated.provider import Reply
 from eggpool.simulated.scenario import Arrival, Behaviour, Scenario
 
@@ -102,8 +103,9 @@ class Report:
     errors: Counter[int] = attrs.Factory(Counter)  # client-visible status >= 400
     failovers: int = 0
     accounts: dict[str, AccountReport] = attrs.Factory(dict)
-    latencies: list[float] = attrs.Factory(list)
-    ttfts: list[float] = attrs.Factory(list)
+    # Seconds per request, as doubles: a day of traffic is hundreds of thousands.
+    latencies: array[float] = attrs.Factory(lambda: array("d"))
+    ttfts: array[float] = attrs.Factory(lambda: array("d"))
     start_wall: float = 0.0  # the run's wall clock at t = 0 (backoffs end at wall times)
     recorded: dict[str, str | None] = attrs.Factory(dict)  # a replay: request -> its account
     compared: int = 0
@@ -325,7 +327,7 @@ def _peak_window(charges: list[tuple[float, int]], width: float) -> int:
     return best
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p99": 0.0}
     ordered = sorted(values)
@@ -353,7 +355,7 @@ def run_scenario(
 ) -> Report:
     """Simulate `scenario` (its own seed unless `seed` is given) and report what happened."""
     chosen = scenario.seed if seed is None else seed
-    rng = random.Random(chosen)
+    rng = random.Random(f"{chosen}/providers")
     config = scenario.config
     provider_of = {a.name: a.provider_id for a in config.accounts}
     report = Report(seed=chosen, duration=float(scenario.traffic.duration), start_wall=START.wall)
@@ -371,46 +373,59 @@ def run_scenario(
             if not any(w.covers(model, t) for w in behaviour.withdrawn)
         ]
 
-    plans = [(f"sim-{n:07d}", plan) for n, plan in enumerate(_arrivals(scenario, rng), 1)]
+    # Arrivals and provider behaviour draw from separate generators: either may be consumed
+    # at its own pace without changing the other.
+    arrivals = random.Random(f"{chosen}/arrivals")
+    plans = ((f"sim-{n:07d}", plan) for n, plan in enumerate(_arrivals(scenario, arrivals), 1))
     return run_plans(config, plans, report, reply=reply, models=models, progress=progress)
 
 
 def run_plans(
     config: Config,
-    plans: Sequence[tuple[str, Planned]],
+    plans: Iterable[tuple[str, Planned]],
     report: Report,
     *,
     reply: Callable[[OpenUpstream, Planned, float], Reply],
     models: Callable[[str, float], Sequence[str]],
     progress: Callable[[float], None] | None = None,
 ) -> Report:
-    """Feed the planned requests (id, plan) to `config`'s Pool; `reply` says what a provider
-    does with each attempt. Returns `report`, filled."""
+    """Feed the planned requests (id, plan; in time order, taken as the run reaches them)
+    to `config`'s Pool; `reply` says what a provider does with each attempt. Returns
+    `report`, filled."""
     key = config.server.api_key
     auth = (("authorization", f"Bearer {key.reveal()}"),) if key is not None else ()
     headers = (("content-type", "application/json"), *auth)
-    planned: dict[str, Planned] = {}
+    planned: dict[str, Planned] = {}  # requests in flight
 
     def attempt(effect: OpenUpstream, t: float) -> Reply:
         return reply(effect, planned[effect.request_id], t)
+
+    def record(record: Record, t: float) -> None:
+        report.add(record, t)
+        if isinstance(record, RequestFinalized):
+            planned.pop(record.request_id, None)
+
+    def arrivals() -> Iterator[ClientArrival]:
+        for request_id, plan in plans:
+            planned[request_id] = plan
+            yield plan.at, _event(request_id, plan, headers)
 
     for account in config.accounts:
         report.add_account(account.name)
     # Logs go nowhere in a simulation: the Pool need not write an access line per request.
     config = attrs.evolve(config, server=attrs.evolve(config.server, access_log=False))
-    engine = Engine(config, reply=attempt, models=models, on_record=report.add)
+    engine = Engine(config, reply=attempt, models=models, on_record=record)
+    engine.feed(arrivals())
     duration = report.duration
-    step = max(duration / 100, 1.0)
-    next_report = step
-    for request_id, plan in plans:
-        planned[request_id] = plan
-        engine.request(plan.at, _event(request_id, plan, headers))
-        if progress is not None and plan.at >= next_report:
-            engine.run(until=plan.at)
-            progress(min(plan.at / duration, 1.0))
-            next_report += step
+    if progress is not None:
+        for step in range(1, 101):
+            engine.run(until=duration * step / 100)
+            progress(step / 100)
     # Every request ends within the core's total deadline; stop as soon as the last has.
-    engine.run(duration + TOTAL_DEADLINE + 60, done=lambda: report.requests >= len(plans))
+    engine.run(
+        duration + TOTAL_DEADLINE + 60,
+        done=lambda: not engine.requests_pending and report.requests >= engine.requests_sent,
+    )
     limits = account_limits(config)
     report.finish(
         [a.name for a in config.accounts], {n: lim.capacity for n, lim in limits.items()}
@@ -418,7 +433,7 @@ def run_plans(
     return report
 
 
-def _arrivals(scenario: Scenario, rng: random.Random) -> list[Planned]:
+def _arrivals(scenario: Scenario, rng: random.Random) -> Iterator[Planned]:
     """Every request of the run, in time order. Poisson arrivals follow the daily curve
     and bursts by thinning (candidates at the peak rate, each kept with probability
     rate(t) / peak); constant ones are spaced 1 / rate(t) apart."""
@@ -427,8 +442,8 @@ def _arrivals(scenario: Scenario, rng: random.Random) -> list[Planned]:
     cumulative = list(_accumulate([m.weight for m in traffic.models]))
     peak = traffic.peak_rate
     continue_session = 1.0 - 1.0 / traffic.session_length
-    plans: list[Planned] = []
     session = 0
+    first = True
     t = 0.0
     while True:
         if traffic.arrival is Arrival.POISSON:
@@ -442,21 +457,20 @@ def _arrivals(scenario: Scenario, rng: random.Random) -> list[Planned]:
                 continue
             t += 1.0 / rate
         if t >= traffic.duration:
-            return plans
-        if not plans or rng.random() >= continue_session:
+            return
+        if first or rng.random() >= continue_session:
             session += 1
+        first = False
         pick = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
-        plans.append(
-            Planned(
-                at=t,
-                model=names[min(pick, len(names) - 1)],
-                stream=rng.random() < traffic.stream_share,
-                anthropic=rng.random() < traffic.anthropic_share,
-                input_tokens=_around(traffic.input_tokens, rng),
-                output_tokens=_around(traffic.output_tokens, rng),
-                entropy=rng.getrandbits(64),
-                session=session,
-            )
+        yield Planned(
+            at=t,
+            model=names[min(pick, len(names) - 1)],
+            stream=rng.random() < traffic.stream_share,
+            anthropic=rng.random() < traffic.anthropic_share,
+            input_tokens=_around(traffic.input_tokens, rng),
+            output_tokens=_around(traffic.output_tokens, rng),
+            entropy=rng.getrandbits(64),
+            session=session,
         )
 
 

@@ -223,8 +223,17 @@ def test_long_sessions_stay_on_one_account() -> None:
 def test_an_account_past_its_spend_cap_hands_over() -> None:
     behaviour = {"accounts": {"a-1": {"spend_cap_usd": 0.01}}}
     report = run(scenario(pool(("a", 0, 2)), behaviour=behaviour))
-    capped = report.accounts["a-1"].spend_microdollars
-    assert 10_000 <= capped < 20_000  # it crossed the cap by its last answers, no more
+    charges = report.accounts["a-1"].charges
+    assert sum(cost for _, cost in charges) >= 10_000
+    # It crossed the cap with the answers already under way when it did, no more: every
+    # later charge lands within one request's time (seconds here) of the crossing.
+    spent, crossed = 0, None
+    for t, cost in charges:
+        spent += cost
+        if crossed is None and spent >= 10_000:
+            crossed = t
+    assert crossed is not None
+    assert all(t - crossed < 15 for t, _ in charges)
     assert shares(report)["a-2"] > 0.9
     assert report.errors == {}
 
