@@ -90,6 +90,7 @@ class Reply:
     after: int = 0  # content chunks sent before a cut / failure / stall / bad or error event
     latency: float | None = 0.05  # dispatch -> head (None: the effect's connect_timeout)
     interval: float = 0.01  # between body events
+    opening_interval: float | None = None  # between those before a stream's first token
     retry_after: str | None = None
     headers: Headers = ()  # extra response headers
     body: bytes | None = None  # replaces the default error / malformed bytes

@@ -541,23 +541,17 @@ def answer(behaviour: Behaviour, plan: Planned, t: float, rng: random.Random, sp
 
 
 def complete(plan: Planned, ttft: float, tokens_per_second: float, *, cut: bool = False) -> Reply:
-    """A complete answer to `plan`: its first piece at `ttft`, the rest at the given speed
+    """A complete answer to `plan`: its first token at `ttft`, the rest at the given speed
     (or, with `cut`, reset halfway)."""
-    # The first piece must arrive at `ttft`: its head comes one interval before, so pieces
-    # are made small enough for that interval to fit.
+    # The first token must arrive at `ttft`: the head comes one interval before it (a
+    # stream's opening frames come with the head), so pieces are made small enough for
+    # that interval to fit.
     pieces = max(_CHUNKS, math.ceil(plan.output_tokens / tokens_per_second / max(ttft, 1e-3)))
     per_chunk = -(-plan.output_tokens // pieces)  # ceiling: output ~ chunks * per_chunk
     chunks = -(-plan.output_tokens // per_chunk)
     interval = per_chunk / tokens_per_second
     head = max(ttft - interval, 0.0)
+    timing = {"latency": head, "interval": interval, "opening_interval": 0.0}
     if cut:
-        return Reply.reset_after(
-            max(chunks // 2, 1), latency=head, interval=interval, tokens_per_chunk=per_chunk
-        )
-    return Reply.ok(
-        chunks,
-        latency=head,
-        interval=interval,
-        tokens_per_chunk=per_chunk,
-        input_tokens=plan.input_tokens,
-    )
+        return Reply.reset_after(max(chunks // 2, 1), tokens_per_chunk=per_chunk, **timing)
+    return Reply.ok(chunks, tokens_per_chunk=per_chunk, input_tokens=plan.input_tokens, **timing)

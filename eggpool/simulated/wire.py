@@ -191,9 +191,10 @@ _BAD_EVENT = b'data: {"choices":[],"usage":{"prompt_tokens":\n\n'
 class Answer:
     """Builds the steps of one reply to one effect.
 
-    With `merge`, the body pieces after the first are joined into one step at
-    the time of the last: the same bytes, the same first-token and end times,
-    far fewer events (the simulator's choice; a served fake sends every event).
+    With `merge`, a stream's opening frames join its first token, and the body
+    pieces after that are joined into one step at the time of the last: the
+    same bytes, the same first-token and end times, far fewer events (the
+    simulator's choice; a served fake sends every event).
     """
 
     def __init__(
@@ -206,6 +207,7 @@ class Answer:
         self.out: list[Step] = []
         self._merge = merge
         self._body_started = False
+        self._leading = False  # merging waits: the frames up to the first token go first
         self._held: list[bytes] = []  # merged body pieces not yet in `out`
         self._held_delay = 0.0
 
@@ -228,30 +230,47 @@ class Answer:
         self._at(delay, UpstreamResponseStarted(now=UNSTAMPED, attempt_id=self.attempt,
                                                 status=status, headers=headers))  # fmt: skip
 
-    def _body(self, data: bytes) -> None:
+    def _body(self, data: bytes, delay: float | None = None) -> None:
+        """One frame, `delay` (default: the reply's interval) after the previous step."""
         size = self.reply.piece
         pieces = [data[i : i + size] for i in range(0, len(data), size)] if size > 0 else [data]
         for index, piece in enumerate(pieces):
-            delay = self.reply.interval if index == 0 else 0.0
-            if self._merge and self._body_started:
+            wait = (self.reply.interval if delay is None else delay) if index == 0 else 0.0
+            if self._merge and self._body_started and not self._leading:
                 self._held.append(piece)
-                self._held_delay += delay
+                self._held_delay += wait
                 continue
             self._body_started = True
-            self._at(delay, UpstreamBodyReceived(now=UNSTAMPED, attempt_id=self.attempt,
-                                                 data=piece))  # fmt: skip
+            self._at(wait, UpstreamBodyReceived(now=UNSTAMPED, attempt_id=self.attempt,
+                                                data=piece))  # fmt: skip
 
-    def _bodies(self, frames: list[bytes]) -> None:
-        """`_body` for each frame; merged, the frames after the first are joined at once."""
-        if not (self._merge and self.reply.piece <= 0 and frames):
-            for frame in frames:
+    def _bodies(self, frames: list[bytes], lead: int = 0) -> None:
+        """The frames of a stream whose first `lead` come before the first token (they
+        follow each other by the reply's `opening_interval`). Merged: those and the first
+        token are one step, at the first token's time; the frames after it are joined into
+        one step at the last's time."""
+        interval = self.reply.interval
+        opening = interval if self.reply.opening_interval is None else self.reply.opening_interval
+        delays = [opening if i < lead else interval for i in range(len(frames))]
+        if not self._merge or self._body_started:
+            for frame, delay in zip(frames, delays, strict=True):
+                self._body(frame, delay)
+            return
+        first, rest = frames[: lead + 1], frames[lead + 1 :]
+        if self.reply.piece > 0:  # each piece its own step, up to the first token
+            self._leading = True
+            for frame, delay in zip(first, delays, strict=False):
+                self._body(frame, delay)
+            self._leading = False
+            for frame in rest:
                 self._body(frame)
             return
-        if not self._body_started:
-            self._body(frames[0])
-            frames = frames[1:]
-        self._held.extend(frames)
-        self._held_delay += self.reply.interval * len(frames)
+        if first:
+            self._body_started = True
+            self._at(sum(delays[: lead + 1]), UpstreamBodyReceived(now=UNSTAMPED,
+                     attempt_id=self.attempt, data=b"".join(first)))  # fmt: skip
+        self._held.extend(rest)
+        self._held_delay += interval * len(rest)
 
     def _end(self) -> None:
         self._at(0.0, UpstreamBodyEnded(now=UNSTAMPED, attempt_id=self.attempt))
@@ -337,10 +356,8 @@ class Answer:
         )
         self._head(200, (*headers, *reply.headers))
         opening, content, closing = self._frames(request)
-        if kind is ReplyKind.OK:
-            self._bodies([*opening, *content, *closing])
-        else:
-            self._bodies([*opening, *content[: reply.after]])
+        sent = content if kind is ReplyKind.OK else content[: reply.after]
+        self._bodies([*opening, *sent, *(closing if kind is ReplyKind.OK else ())], len(opening))
         if kind is ReplyKind.MALFORMED:
             self._body(reply.body if reply.body is not None else _BAD_EVENT)
             if reply.complete:

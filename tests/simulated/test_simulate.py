@@ -73,6 +73,24 @@ def test_the_progress_bar_does_not_change_the_outcome() -> None:
     assert len(seen) > 10
 
 
+@pytest.mark.parametrize("anthropic_share", [0.0, 1.0], ids=["openai", "anthropic"])
+def test_streams_get_their_first_token_at_the_latency_and_end_later(
+    anthropic_share: float,
+) -> None:
+    # 400 tokens at 40 a second: the answer takes about ten seconds after its first token.
+    behaviour = {"latency": 0.5, "tokens_per_second": 40}
+    providers = pool(("a", 0, 1))
+    providers["providers"]["a"]["protocols"] = ["anthropic" if anthropic_share else "openai"]
+    document = scenario(
+        providers, behaviour=behaviour, stream_share=1.0,
+        anthropic_share=anthropic_share, output_tokens=400, duration=120,
+    )  # fmt: skip
+    report = run(document).as_json()
+    assert report["outcomes"] == {"completed": report["requests"]}
+    assert report["ttft_ms"]["p50"] == pytest.approx(500, abs=5)
+    assert report["latency_ms"]["p50"] > 5_000
+
+
 def test_equal_accounts_share_the_traffic_evenly() -> None:
     report = run(scenario(pool(("a", 0, 3))))
     assert report.requests > 1000
