@@ -255,6 +255,10 @@ def _reject_constant(name: str) -> object:
     raise _NonStandardConstant(name)
 
 
+# Made once: `json.loads` with an argument builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _load(body: bytes) -> dict[str, Any] | LocalFailure:
     try:
         text = body.decode("utf-8")
@@ -265,7 +269,7 @@ def _load(body: bytes) -> dict[str, Any] | LocalFailure:
     if not text.strip(" \t\r\n"):
         return LocalFailure.invalid_json("the body is empty.")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except _NonStandardConstant as exc:
         return LocalFailure.invalid_json(f"{exc} is not a JSON value.")
     except json.JSONDecodeError as exc:
