@@ -1,11 +1,12 @@
 """`eggpool simulate run`: a scenario's traffic through the real Pool, and what came of it.
 
-Theory of operation. `run_scenario` draws the whole run from one seeded
-generator, so the same scenario and seed give the same report, byte for
-byte: first every arrival (its time from the arrival process, its model
-from the weighted mix, streamed or not, its protocol, its input and output
-tokens, its routing entropy), then, as the `Engine` dispatches attempts,
-what each provider does with each one (in dispatch order, which is itself
+Theory of operation. `run_scenario` draws the whole run from two
+generators seeded from the run's seed, so the same scenario and seed give
+the same report, byte for byte. One draws the arrivals, generated as the
+run reaches them (its time from the arrival process, its model from the
+weighted mix, streamed or not, its protocol, its input and output tokens,
+its routing entropy); the other, as the `Engine` dispatches attempts, what
+each provider does with each one (in dispatch order, which is itself
 deterministic): refuse it inside a `down` window, answer 429 with the
 window's Retry-After inside a `throttled` window, otherwise a 500 or a 429
 at the configured rates, else a complete answer after the account's
