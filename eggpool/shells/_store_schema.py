@@ -20,7 +20,9 @@ Rules for adding a version (docs/storage.md, "Migrations"):
 
 Version 1 is the initial schema. Version 2 adds an index for per-account
 attempt statistics; it is also what keeps the "upgrade from every earlier
-version" test honest (tests/shells/test_store.py).
+version" test honest (tests/shells/test_store.py). Version 3 keeps each
+request's routing entropy and session; version 4 adds the hourly rollups
+the stats read (`_store_rollups`).
 
 Rows (`prepare_batch`, used by eggpool/shells/_store_writer.py). Times are
 wall-clock Unix seconds as REAL; money is integer microdollars; a backoff's
@@ -67,6 +69,7 @@ from eggpool.core.effects import (
     RequestFinalized,
     RequestStarted,
 )
+from eggpool.shells._store_rollups import migrate_rollups
 
 __all__ = [
     "LATEST_VERSION",
@@ -206,6 +209,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", apply=_V1),
     Migration(version=2, name="index attempts by account and time", apply=_V2),
     Migration(version=3, name="requests keep their routing entropy and session", apply=_V3),
+    Migration(version=4, name="hourly rollups of finalized requests", apply=migrate_rollups),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

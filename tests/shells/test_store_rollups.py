@@ -1,0 +1,167 @@
+"""Hourly rollups: every finalized request counted exactly once, however it was written."""
+
+from __future__ import annotations
+
+import bisect
+import sqlite3
+from collections import Counter
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eggpool.core.effects import Record, RequestFinalized, RequestStarted
+from eggpool.core.usage import Usage
+from eggpool.shells._store_rollups import LATENCY_EDGES
+from eggpool.shells._store_schema import migrate, prepare_batch
+
+HOUR = 3600.0
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def database(target: int | None = None) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(conn, target=target)
+    return conn
+
+
+def write(conn: sqlite3.Connection, records: list[Record]) -> None:
+    batch = prepare_batch(records, None, None)
+    conn.execute("BEGIN IMMEDIATE")
+    batch.apply(conn)
+    conn.execute("COMMIT")
+
+
+def started(rid: str, at: float) -> RequestStarted:
+    return RequestStarted(
+        request_id=rid, at=at, protocol="openai", model="m", streamed=True, client="c"
+    )
+
+
+def finalized(rid: str, at: float, **fields: Any) -> RequestFinalized:
+    values: dict[str, Any] = {
+        "outcome": "completed", "status": 200, "model": "m", "account": "a", "provider": "p",
+        "attempts": 1, "usage": None, "cost_microdollars": 0, "exactness": "exact",
+        "latency": 1.0, "ttft": 0.4, "streamed": True,
+    }  # fmt: skip
+    values.update(fields)
+    return RequestFinalized(request_id=rid, at=at, **values)
+
+
+# What request_hours must hold: recomputed from the requests table itself.
+_EXPECTED = """
+SELECT CAST(finalized_at / 3600 AS INTEGER), COALESCE(account, ''), COALESCE(provider, ''),
+       COALESCE(model, ''), COALESCE(outcome, ''), COALESCE(http_status, 0), streamed,
+       COALESCE(exactness, ''), COUNT(*), SUM(attempts), SUM(input_tokens),
+       SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens),
+       SUM(reasoning_tokens), SUM(cost_microdollars), COUNT(latency), COUNT(ttft)
+FROM requests WHERE status = 'finalized'
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+_ROLLED = """
+SELECT hour, account, provider, model, outcome, http_status, streamed, exactness, requests,
+       attempts, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens,
+       reasoning_tokens, cost_microdollars, latency_count, ttft_count
+FROM request_hours ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+
+
+def histogram(conn: sqlite3.Connection, kind: str) -> Counter[tuple[int, str, str, int]]:
+    rows = conn.execute(
+        "SELECT hour, account, model, bucket, count FROM latency_hours WHERE kind = ?", (kind,)
+    )
+    return Counter({(h, a, m, b): n for h, a, m, b, n in rows})
+
+
+def expected_histogram(conn: sqlite3.Connection, kind: str) -> Counter[tuple[int, str, str, int]]:
+    counts: Counter[tuple[int, str, str, int]] = Counter()
+    rows = conn.execute(
+        f"SELECT finalized_at, COALESCE(account, ''), COALESCE(model, ''), {kind} "
+        "FROM requests WHERE status = 'finalized'"
+    )
+    for at, account, model, value in rows:
+        if value is not None:
+            counts[
+                (int(at // 3600), account, model, bisect.bisect_right(LATENCY_EDGES, value))
+            ] += 1
+    return counts
+
+
+def assert_consistent(conn: sqlite3.Connection) -> None:
+    assert conn.execute(_ROLLED).fetchall() == conn.execute(_EXPECTED).fetchall()
+    for kind in ("latency", "ttft"):
+        assert histogram(conn, kind) == expected_histogram(conn, kind)
+
+
+def test_a_request_counts_once_in_the_hour_it_finished() -> None:
+    conn = database()
+    usage = Usage(input_tokens=100, cache_read_tokens=20, output_tokens=30, reasoning_tokens=5)
+    write(conn, [started("r", T0 + 10)])
+    write(conn, [finalized("r", T0 + HOUR + 5, usage=usage, cost_microdollars=700)])
+    write(conn, [finalized("r", T0 + HOUR + 9, cost_microdollars=999)])  # a retried record
+    row = conn.execute(
+        "SELECT hour, requests, input_tokens, cache_read_tokens, output_tokens, "
+        "reasoning_tokens, cost_microdollars, latency_sum, latency_max FROM request_hours"
+    ).fetchall()
+    assert row == [(int(T0 // HOUR) + 1, 1, 100, 20, 30, 5, 700, 1.0, 1.0)]
+    assert_consistent(conn)
+
+
+def test_a_finalization_without_a_stored_start_counts_too() -> None:
+    conn = database()
+    write(conn, [finalized("lost", T0, latency=None, ttft=None, outcome="interrupted")])
+    assert conn.execute("SELECT requests, latency_count FROM request_hours").fetchall() == [(1, 0)]
+    assert conn.execute("SELECT count(*) FROM latency_hours").fetchall() == [(0,)]
+
+
+def test_deleting_old_requests_keeps_their_counts() -> None:
+    conn = database()
+    write(conn, [started("r", T0), finalized("r", T0 + 1)])
+    conn.execute("DELETE FROM requests")
+    assert conn.execute("SELECT sum(requests) FROM request_hours").fetchall() == [(1,)]
+
+
+_ids = st.sampled_from([f"r{n}" for n in range(12)])
+_records = st.one_of(
+    st.builds(started, _ids, st.floats(T0, T0 + 5 * HOUR, allow_nan=False)),
+    st.builds(
+        finalized,
+        _ids,
+        st.floats(T0, T0 + 5 * HOUR, allow_nan=False),
+        account=st.sampled_from(["a", "b", None]),
+        model=st.sampled_from(["m", "n", ""]),
+        outcome=st.sampled_from(["completed", "upstream_error", "interrupted"]),
+        status=st.sampled_from([200, 429, 502]),
+        cost_microdollars=st.integers(0, 10**6),
+        latency=st.one_of(st.none(), st.floats(0, 900, allow_nan=False)),
+        ttft=st.one_of(st.none(), st.floats(0, 100, allow_nan=False)),
+        usage=st.one_of(
+            st.none(),
+            st.builds(
+                Usage, input_tokens=st.integers(0, 10**6), output_tokens=st.integers(0, 10**5)
+            ),
+        ),
+    ),
+)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.lists(_records, max_size=8), max_size=6))
+def test_rollups_always_equal_the_rows_they_summarize(batches: list[list[Record]]) -> None:
+    # Any order of starts, finalizations and retried records, in any batches: the rollups
+    # hold exactly what a GROUP BY over the finalized rows gives.
+    conn = database()
+    for records in batches:
+        write(conn, records)
+    assert_consistent(conn)
+
+
+def test_upgrading_to_version_4_counts_the_requests_already_stored() -> None:
+    conn = database(target=3)
+    write(conn, [started("a", T0), finalized("a", T0 + 2), started("b", T0 + 3)])
+    write(conn, [finalized("c", T0 + 2 * HOUR, latency=31.0, ttft=None)])
+    migrate(conn)
+    assert_consistent(conn)
+    write(conn, [finalized("b", T0 + 5)])  # pending before the upgrade, finalized after
+    assert_consistent(conn)
+    assert conn.execute("SELECT sum(requests) FROM request_hours").fetchall() == [(3,)]
