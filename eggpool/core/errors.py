@@ -92,6 +92,7 @@ class FailureKind(enum.StrEnum):
     INVALID_API_KEY = "invalid_api_key"
     UNKNOWN_MODEL = "unknown_model"
     UNKNOWN_ROUTE = "unknown_route"
+    NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BODY_TOO_LARGE = "body_too_large"
     REQUEST_TIMEOUT = "request_timeout"
@@ -140,6 +141,7 @@ _SHAPES: Mapping[FailureKind, _Shape] = types.MappingProxyType({
     _K.INVALID_API_KEY:         _Shape(401, _INVALID, "invalid_api_key", _AUTH),
     _K.UNKNOWN_MODEL:           _Shape(404, _INVALID, "model_not_found", _NOT_FOUND),
     _K.UNKNOWN_ROUTE:           _Shape(404, _INVALID, "unknown_url", _NOT_FOUND),
+    _K.NOT_FOUND:               _Shape(404, _INVALID, "not_found", _NOT_FOUND),
     _K.METHOD_NOT_ALLOWED:      _Shape(405, _INVALID, "method_not_allowed", _INVALID),
     _K.BODY_TOO_LARGE:          _Shape(413, _INVALID, "request_too_large", _TOO_LARGE),
     _K.REQUEST_TIMEOUT:         _Shape(408, _INVALID, "request_timeout", _INVALID),
@@ -266,6 +268,11 @@ class LocalFailure:
             message=f"The model `{_shown(model)}` does not exist or is not served by this proxy.",
             param="model",
         )
+
+    @classmethod
+    def not_found(cls, what: str) -> LocalFailure:
+        """Something a request names (a stored request, by id) does not exist."""
+        return cls(kind=FailureKind.NOT_FOUND, message=f"No {what} was found.")
 
     @classmethod
     def unknown_route(cls, method: str, path: str) -> LocalFailure:

@@ -32,7 +32,7 @@ healthy long stream is never finalized merely by age (reference bug).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import assert_never
 from urllib.parse import urlencode
 
@@ -82,7 +82,7 @@ from eggpool.core.requests import parse_request
 from eggpool.core.routing import Router, affinity_key, session_header, session_ranks
 from eggpool.core.secret import Secret
 
-__all__ = ["REFRESH_TIMER", "Pool"]
+__all__ = ["REFRESH_TIMER", "Pool", "authenticate"]
 
 _PROTOCOL_PATHS = {"/v1/chat/completions": Protocol.OPENAI, "/v1/messages": Protocol.ANTHROPIC}
 _JSON = (("content-type", "application/json"),)
@@ -244,25 +244,7 @@ class Pool:
         return effects
 
     def _authenticate(self, headers: tuple[tuple[str, str], ...]) -> LocalFailure | None:
-        """The server key from `Authorization: Bearer` or, failing that, `x-api-key`."""
-        expected = self.config.server.api_key
-        if expected is None:
-            return None
-        presented = None
-        for name, value in headers:
-            lower = name.lower()
-            if lower == "authorization":
-                scheme, _, token = value.strip().partition(" ")
-                if scheme.lower() == "bearer" and token.strip():
-                    presented = token.strip()
-                    break
-            elif lower == "x-api-key" and presented is None and value.strip():
-                presented = value.strip()
-        if presented is None:
-            return LocalFailure.missing_api_key()
-        if Secret(presented) != expected:  # constant-time comparison
-            return LocalFailure.invalid_api_key()
-        return None
+        return authenticate(self.config.server.api_key, headers)
 
     def not_ready_reason(self, now: Now) -> str | None:
         """Why the pool cannot serve yet (None: ready), for `/v1/readyz`."""
@@ -491,3 +473,28 @@ def _local(request_id: str, protocol: Protocol, failure: LocalFailure) -> list[E
         RespondBody(request_id=request_id, data=response.body),
         RespondEnd(request_id=request_id),
     ]
+
+
+def authenticate(
+    expected: Secret | None, headers: Iterable[tuple[str, str]]
+) -> LocalFailure | None:
+    """Why a request may not pass (None: it may): the server key from `Authorization:
+    Bearer` or, failing that, `x-api-key`, compared in constant time. No key configured:
+    anything passes (the listener is then loopback only, unless configured otherwise)."""
+    if expected is None:
+        return None
+    presented = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "authorization":
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                presented = token.strip()
+                break
+        elif lower == "x-api-key" and presented is None and value.strip():
+            presented = value.strip()
+    if presented is None:
+        return LocalFailure.missing_api_key()
+    if Secret(presented) != expected:  # constant-time comparison
+        return LocalFailure.invalid_api_key()
+    return None

@@ -38,7 +38,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol, assert_never
+from typing import TYPE_CHECKING, Protocol, assert_never
 
 import anyio
 import attrs
@@ -77,7 +77,11 @@ from eggpool.core.events import (
     UpstreamResponseStarted,
 )
 from eggpool.core.retry import TransportFailure
+from eggpool.dashboard.api import API_PREFIX, refuse
 from eggpool.shells._upstream import Receiver, UpstreamRequest
+
+if TYPE_CHECKING:
+    from eggpool.shells._dashboard import StatsService
 
 __all__ = [
     "CLIENT_BUFFER",
@@ -239,6 +243,7 @@ class Driver:
         self.pool = pool
         self.upstream = upstream
         self.store = store
+        self.stats: StatsService | None = None  # answers /api/ (the stats API) when set
         self._clock = clock or self._system_clock
         self._mono: Callable[[], float] | None = None  # the loop's clock, found on first use
         self._on_publish = on_publish
@@ -305,11 +310,18 @@ class Driver:
         headers: tuple[tuple[str, str], ...],
         body: bytes,
         client: str,
+        query: str = "",
     ) -> tuple[str, ClientChannel]:
         """A whole request a shell has read: it gets an id (unique, not secret) and routing
-        entropy, a channel for the answer, and goes to the Pool. Returns (id, channel)."""
+        entropy, a channel for the answer, and goes to the Pool; one for the stats API
+        (under `/api/`, with `stats` set) goes to `stats` instead, which reads the store.
+        Returns (id, channel)."""
         request_id = f"{_ids.getrandbits(64):016x}"
         channel = self.open_client(request_id)
+        if self.stats is not None and path.startswith(API_PREFIX):
+            target = f"{path}?{query}" if query else path
+            self._spawn(self._answer_stats, request_id, method, target, headers)
+            return request_id, channel
         self.feed(
             ClientRequestReceived(
                 now=self.now(),
@@ -323,6 +335,24 @@ class Driver:
             )
         )
         return request_id, channel
+
+    async def _answer_stats(
+        self, request_id: str, method: str, target: str, headers: tuple[tuple[str, str], ...]
+    ) -> None:
+        assert self.stats is not None
+        try:
+            status, head, body = await self.stats.answer(method, target, headers)
+        except Exception:  # a database error: the client gets a 500, the log the details
+            _logger.exception(
+                "a stats request failed: %s %s", method, target.split("?", maxsplit=1)[0]
+            )
+            status, head, body = refuse(LocalFailure.internal_error())
+        for message in (
+            RespondHead(request_id=request_id, status=status, headers=head),
+            RespondBody(request_id=request_id, data=body),
+            RespondEnd(request_id=request_id),
+        ):
+            self._respond(message)
 
     def client_gone(self, request_id: str) -> None:
         """The shell saw the client disconnect (or a write to it fail)."""

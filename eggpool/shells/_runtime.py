@@ -9,7 +9,9 @@ shells share it instead of copying it:
 2. `Runtime.run` opens the store in a worker thread (migrations included),
    loads what recovery needs, starts its writer thread, starts the Driver
    and hands the Pool its `StateLoaded` (recovery happens there, in the
-   core); `task_status.started(driver)` then tells the shell to serve;
+   core); with `[dashboard].enabled`, the Driver also gets the stats API's
+   service, reading the store on a connection of its own;
+   `task_status.started(driver)` then tells the shell to serve;
 3. `Runtime.drain`, on a shutdown signal, feeds `ShutdownRequested`: the
    Pool refuses new requests and lets streams finish for the grace period;
    it returns once nothing is in flight (or the grace is over);
@@ -49,6 +51,7 @@ from eggpool.core.events import (
 )
 from eggpool.core.pool import REFRESH_TIMER, Pool
 from eggpool.shells._contract import Driver, UpstreamLike, close_store, loop_clock
+from eggpool.shells._dashboard import StatsService
 from eggpool.shells._store import Store
 from eggpool.shells._upstream import UpstreamClient
 
@@ -167,6 +170,7 @@ class Runtime:
             loaded = await anyio.to_thread.run_sync(store.load, time.time())
             store.start()
             driver.store = store
+            driver.stats = _stats_service(config, store, pool)
             async with anyio.create_task_group() as group:
                 await group.start(driver.run)
                 driver.feed(_state_loaded(driver, loaded))
@@ -175,6 +179,8 @@ class Runtime:
                 group.cancel_scope.cancel()
         finally:
             await _aclose(driver.upstream)
+            if driver.stats is not None:
+                await anyio.to_thread.run_sync(driver.stats.close)
             await close_store(store)
 
     async def drain(self) -> None:
@@ -195,6 +201,18 @@ class Runtime:
         self._stopped = True
         if self._stop is not None:
             self._stop.set()
+
+
+def _stats_service(config: Config, store: object, pool: Pool) -> StatsService | None:
+    """The stats API's service, when the dashboard is on and the store can be read."""
+    if not config.dashboard.enabled or not isinstance(store, Store):
+        return None
+    return StatsService(
+        config,
+        connect=store.read_connection,
+        database_file=store.file,
+        in_flight=lambda: pool.in_flight,
+    )
 
 
 async def until_signalled() -> None:

@@ -152,6 +152,16 @@ class Store:
 
         return sqlite_utils.Database(self._read_only(), execute_plugins=False)
 
+    def read_connection(self) -> sqlite3.Connection:
+        """A new read-only `sqlite3` connection (the stats). The caller closes it; usable
+        from any one thread at a time."""
+        return self._read_only()
+
+    @property
+    def file(self) -> Path | None:
+        """The database file (None for an in-memory database)."""
+        return None if self._memory else Path(self._path).expanduser()
+
     def _read_only(self) -> sqlite3.Connection:
         if self._writer is None and self._keeper is None:
             raise StoreError("open() the store first")

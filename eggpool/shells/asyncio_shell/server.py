@@ -267,14 +267,19 @@ async def _proxy(
     *,
     peer: str,
 ) -> None:
-    path = request.target.split("?", 1)[0]
+    path, _, query = request.target.partition("?")
     body = request.body
     if isinstance(body, LocalFailure):
         response = local_answer(path, body)
         await _send_whole(stream, connection, response.status, response.headers, response.body)
         return
     request_id, messages = driver.client_request(
-        method=request.method, path=path, headers=request.headers, body=body, client=peer
+        method=request.method,
+        path=path,
+        headers=request.headers,
+        body=body,
+        client=peer,
+        query=query,
     )
 
     def gone() -> None:  # ends the loop below: the Driver closes this request's stream

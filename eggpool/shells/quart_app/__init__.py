@@ -174,7 +174,12 @@ async def _answer(driver: Driver) -> Response:
     assert isinstance(body, bytes)
     client = scope.get("client") or ("", 0)
     request_id, channel = driver.client_request(
-        method=request.method, path=_path(), headers=headers, body=body, client=str(client[0])
+        method=request.method,
+        path=_path(),
+        headers=headers,
+        body=body,
+        client=str(client[0]),
+        query=bytes(scope.get("query_string", b"")).decode("ascii", "replace"),
     )
     try:
         head = await channel.receive()

@@ -24,11 +24,9 @@ from eggpool.shells._runtime import ServeRefused
 from tests.helpers.loopback import Client, client
 from tests.helpers.shells import (
     KEY,
-    SHELLS,
     Provider,
     answer,
     attempts,
-    backend_of,
     rows,
     serving,
     two_provider_config,
@@ -49,21 +47,6 @@ USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}}
 DONE = b"data: [DONE]\n\n"
 THROTTLED = (("content-type", "application/json"), ("retry-after", "30"))
 RATE_LIMITED = b'{"error":{"message":"slow down","type":"rate_limit_error"}}'
-
-
-@pytest.fixture(params=SHELLS)
-def shell(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(shell: str) -> str:
-    return backend_of(shell)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "usage.sqlite3"
 
 
 @asynccontextmanager

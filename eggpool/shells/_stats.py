@@ -1,0 +1,477 @@
+"""Stats from the store: what the stats API and the dashboard show, read from SQLite.
+
+Theory of operation. `Stats` holds one read-only connection and answers
+one question at a time (the caller runs it in a worker thread and keeps
+calls one at a time: the connection is not shared between two at once).
+Each method takes a validated `StatsQuery` (eggpool/dashboard/params.py)
+and returns plain JSON-ready data.
+
+shape.Totals come from the hourly rollups (`request_hours`, `latency_hours`,
+eggpool/shells/_store_rollups.py) for the whole hours of a period and from
+the `requests` rows themselves for the partial hours at its two ends, so a
+period of any length is exact and reads at most two hours of rows plus a
+few hundred rollup rows per account and model: fast with a million stored
+requests. A period older than the per-request retention loses only its
+partial end hours. Latency and TTFT percentiles are estimated from the
+histograms (linear inside a bucket; the top bucket reaches to the largest
+value seen), to within a bucket's width: `LATENCY_EDGES` are about 1.5x
+apart.
+
+"Errors" are finalized requests whose outcome is not `completed`. Account,
+provider and model filters apply everywhere; the latency histograms know
+accounts but not providers, so a provider filter reads the provider's
+configured accounts there.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from eggpool.core.config import Config
+from eggpool.core.ledger import WINDOW_SECONDS, account_limits
+from eggpool.dashboard.params import StatsQuery
+from eggpool.shells import _stats_shape as shape
+from eggpool.shells._store_rollups import LATENCY_EDGES
+
+__all__ = ["STALE_PENDING_S", "Stats"]
+
+STALE_PENDING_S = 15 * 60
+"""A request pending longer than this is counted as stale in the pending health."""
+
+_HOUR = 3600
+_ROLLED = """
+SUM(requests), SUM(CASE WHEN outcome != 'completed' THEN requests ELSE 0 END), SUM(attempts),
+SUM(CASE WHEN streamed THEN requests ELSE 0 END), SUM(input_tokens), SUM(cache_read_tokens),
+SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_microdollars),
+SUM(latency_sum), SUM(latency_count), SUM(ttft_sum), SUM(ttft_count),
+MAX(latency_max), MAX(ttft_max)
+"""
+_RAW = """
+COUNT(*), SUM(CASE WHEN COALESCE(outcome, '') != 'completed' THEN 1 ELSE 0 END),
+SUM(attempts), SUM(streamed), SUM(input_tokens), SUM(cache_read_tokens),
+SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_microdollars),
+SUM(COALESCE(latency, 0)), COUNT(latency), SUM(COALESCE(ttft, 0)), COUNT(ttft),
+MAX(latency), MAX(ttft)
+"""
+# A group's key, in the rollups and in the rows (NULL is '' in the rollups).
+_KEYS_ROLLED = {
+    "account": "account", "provider": "provider", "model": "model",
+    "outcome": "outcome", "http_status": "http_status", "exactness": "exactness",
+}  # fmt: skip
+_KEYS_RAW = {
+    "account": "COALESCE(account, '')", "provider": "COALESCE(provider, '')",
+    "model": "COALESCE(model, '')", "outcome": "COALESCE(outcome, '')",
+    "http_status": "COALESCE(http_status, 0)", "exactness": "COALESCE(exactness, '')",
+}  # fmt: skip
+
+
+class Stats:
+    """Answers stats questions from the store's database (read-only)."""
+
+    def __init__(self, conn: sqlite3.Connection, config: Config) -> None:
+        """`conn`: a read-only connection of the store's (`Store.read_connection`); closed
+        by `close`."""
+        self.config = config
+        self._conn = conn
+        self._providers: dict[str, list[str]] = {}
+        for account in config.accounts:
+            self._providers.setdefault(account.provider_id, []).append(account.name)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def summary(self, q: StatsQuery) -> dict[str, object]:
+        total = self._grouped(q, ())
+        row = total.get((), shape.empty())
+        exactness = self._grouped(q, ("exactness",))
+        outcomes = self._grouped(q, ("outcome",))
+        return {
+            **shape.period(q),
+            **shape.figures(row),
+            "latency": self._percentiles(q, "latency", row),
+            "ttft": self._percentiles(q, "ttft", row),
+            "exactness": {
+                key[0] or "unknown": r["requests"] for key, r in sorted(exactness.items())
+            },
+            "outcomes": {
+                key[0] or "unknown": r["requests"] for key, r in sorted(outcomes.items())
+            },
+        }
+
+    def accounts(self, q: StatsQuery, now: float) -> dict[str, object]:
+        rows = self._grouped(q, ("account",))
+        limits = account_limits(self.config)
+        configured = {a.name: a for a in self.config.accounts}
+        names = sorted(set(configured) | {key[0] for key in rows if key[0]})
+        windows = [self._window_spend(seconds, now) for seconds in WINDOW_SECONDS]
+        backoffs = self._backoffs_by_account(now)
+        out = []
+        for name in names:
+            account = configured.get(name)
+            capacity = limits[name].capacity if name in limits else (0, 0, 0)
+            spent = [window.get(name, 0) for window in windows]
+            out.append(
+                {
+                    "account": name,
+                    "provider": account.provider_id if account else None,
+                    "configured": account is not None,
+                    "enabled": account.enabled if account else False,
+                    **shape.figures(rows.get((name,), shape.empty())),
+                    "windows": {
+                        label: {
+                            "spent_usd": shape.usd(used),
+                            "cap_usd": shape.usd(cap) if cap else None,
+                            "use": round(used / cap, 4) if cap else None,
+                        }
+                        for label, used, cap in zip(
+                            ("five_hour", "weekly", "monthly"), spent, capacity, strict=True
+                        )
+                    },
+                    "cooldown_until": backoffs.get(name),
+                }
+            )
+        return {**shape.period(q), "accounts": out}
+
+    def models(self, q: StatsQuery) -> dict[str, object]:
+        rows = self._grouped(q, ("model",))
+        total = sum(r["requests"] for r in rows.values())
+        models = [
+            {
+                "model": key[0],
+                "share": round(r["requests"] / total, 4) if total else 0.0,
+                **shape.figures(r),
+            }
+            for key, r in sorted(rows.items(), key=lambda item: (-item[1]["requests"], item[0]))
+        ]
+        return {**shape.period(q), "models": models}
+
+    def timeseries(self, q: StatsQuery) -> dict[str, object]:
+        """Requests, errors, tokens and cost per bucket; with `group_by`, the requests per
+        bucket of the top `limit` groups and of all others as `Other` (totals kept)."""
+        size = q.bucket.seconds
+        first, last = int(q.start // size) * size, math.ceil(q.end / size) * size
+        starts = list(range(first, last, size))
+        key = q.group_by.value if q.group_by is not None else None
+        rows = self._by_bucket(q, key)
+        if key is None:
+            series = {start: rows.get((start, ""), shape.empty()) for start in starts}
+            return {
+                **shape.period(q),
+                "bucket": q.bucket.value,
+                "points": [
+                    {
+                        "start": start,
+                        "requests": r["requests"],
+                        "errors": r["errors"],
+                        "tokens": shape.tokens(r),
+                        "cost_usd": shape.usd(r["cost_microdollars"]),
+                    }
+                    for start, r in series.items()
+                ],
+            }
+        totals: dict[str, int] = {}
+        for (_, group), r in rows.items():
+            totals[group] = totals.get(group, 0) + r["requests"]
+        ranked = sorted(totals, key=lambda g: (-totals[g], g))
+        top = ranked[: q.limit or len(ranked)]
+        names = [*top, *(["Other"] if len(ranked) > len(top) else [])]
+        kept = set(top)
+        values = {name: [0] * len(starts) for name in names}
+        index = {start: i for i, start in enumerate(starts)}
+        for (start, group), r in rows.items():
+            slot = index.get(start)
+            if slot is not None:
+                values[group if group in kept else "Other"][slot] += r["requests"]
+        return {
+            **shape.period(q),
+            "bucket": q.bucket.value,
+            "group_by": key,
+            "buckets": starts,
+            "series": [{"name": name, "requests": values[name]} for name in names],
+            "bucket_totals": [sum(values[n][i] for n in names) for i in range(len(starts))],
+        }
+
+    def errors(self, q: StatsQuery) -> dict[str, object]:
+        rows = self._grouped(q, ("outcome", "http_status"))
+        failed = [
+            {"outcome": outcome, "status": status, "requests": r["requests"]}
+            for (outcome, status), r in rows.items()
+            if outcome != "completed"
+        ]
+        failed.sort(key=lambda e: (-e["requests"], e["outcome"], e["status"]))
+        total = sum(r["requests"] for r in rows.values())
+        errors = sum(e["requests"] for e in failed)
+        return {
+            **shape.period(q),
+            "requests": total,
+            "errors": errors,
+            "error_rate": round(errors / total, 4) if total else 0.0,
+            "by_outcome_and_status": failed[: q.limit],
+        }
+
+    def latency(self, q: StatsQuery) -> dict[str, object]:
+        total = self._grouped(q, ()).get((), shape.empty())
+        models = self._grouped(q, ("model",))
+        per_model = []
+        for (model,), r in sorted(models.items(), key=lambda item: -item[1]["requests"]):
+            narrowed = shape.with_model(q, model=model)
+            per_model.append(
+                {
+                    "model": model,
+                    "requests": r["requests"],
+                    "latency": self._percentiles(narrowed, "latency", r),
+                    "ttft": self._percentiles(narrowed, "ttft", r),
+                }
+            )
+        return {
+            **shape.period(q),
+            "latency": self._percentiles(q, "latency", total),
+            "ttft": self._percentiles(q, "ttft", total),
+            "models": per_model[: q.limit],
+        }
+
+    def backoffs(self, now: float) -> dict[str, object]:
+        rows = self._conn.execute(
+            "SELECT provider, account, model, reason, until, probe_at FROM backoffs "
+            "WHERE until > ? ORDER BY until",
+            (now,),
+        ).fetchall()
+        return {
+            "now": now,
+            "backoffs": [
+                {
+                    "provider": provider,
+                    "account": account or None,
+                    "model": model or None,
+                    "reason": reason,
+                    "until": None if math.isinf(until) else until,
+                    "probe_at": probe_at,
+                }
+                for provider, account, model, reason, until, probe_at in rows
+            ],
+        }
+
+    def operational(self, q: StatsQuery) -> dict[str, object]:
+        where = "at >= ? AND at < ?"
+        params: list[object] = [q.start, q.end]
+        if q.kind is not None:
+            where += " AND kind = ?"
+            params.append(q.kind)
+        counts = self._conn.execute(
+            f"SELECT kind, count(*) FROM operational_events WHERE {where} GROUP BY kind", params
+        ).fetchall()
+        recent = self._conn.execute(
+            f"SELECT at, kind, detail FROM operational_events WHERE {where} "
+            "ORDER BY at DESC, id DESC LIMIT ?",
+            [*params, q.limit or 50],
+        ).fetchall()
+        return {
+            **shape.period(q),
+            "counts": dict(sorted(counts)),
+            "events": [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in recent],
+        }
+
+    def pending_health(self, now: float) -> dict[str, object]:
+        count, oldest = self._conn.execute(
+            "SELECT count(*), min(started_at) FROM requests WHERE status = 'pending'"
+        ).fetchone()
+        (stale,) = self._conn.execute(
+            "SELECT count(*) FROM requests WHERE status = 'pending' AND started_at < ?",
+            (now - STALE_PENDING_S,),
+        ).fetchone()
+        return {
+            "pending": count,
+            "oldest_pending_age_s": None if oldest is None else round(now - oldest, 3),
+            "stale_pending": stale,
+            "stale_after_s": STALE_PENDING_S,
+        }
+
+    def recent_requests(self, q: StatsQuery) -> dict[str, object]:
+        where = ["started_at >= ?", "started_at < ?"]
+        params: list[object] = [q.start, q.end]
+        for column, value in (
+            ("account", q.account),
+            ("provider", q.provider),
+            ("model", q.model),
+            ("http_status", q.status),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = self._conn.execute(
+            f"SELECT {shape.REQUEST_COLUMNS} FROM requests WHERE {' AND '.join(where)} "
+            "ORDER BY started_at DESC LIMIT ?",
+            [*params, q.limit or 50],
+        ).fetchall()
+        return {**shape.period(q), "requests": [shape.request(row) for row in rows]}
+
+    def trace(self, request_id: str) -> dict[str, object] | None:
+        row = self._conn.execute(
+            f"SELECT {shape.REQUEST_COLUMNS} FROM requests WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        attempts = self._conn.execute(
+            "SELECT attempt_id, account, provider, ended_at, http_status, category, failover, "
+            "latency FROM attempts WHERE request_id = ? ORDER BY ended_at, rowid",
+            (request_id,),
+        ).fetchall()
+        return {
+            "request": shape.request(row),
+            "attempts": [
+                {
+                    "attempt_id": attempt_id,
+                    "account": account,
+                    "provider": provider,
+                    "ended_at": ended_at,
+                    "status": status,
+                    "category": category,
+                    "failover": bool(failover),
+                    "latency_s": latency,
+                }
+                for attempt_id, account, provider, ended_at, status, category, failover, latency
+                in attempts
+            ],
+        }  # fmt: skip
+
+    # -- aggregation ---------------------------------------------------------------------
+
+    def _filters(
+        self, q: StatsQuery, keys: Mapping[str, str], *, accounts_only: bool = False
+    ) -> tuple[list[str], list[object]]:
+        where: list[str] = []
+        params: list[object] = []
+        if q.account is not None:
+            where.append(f"{keys['account']} = ?")
+            params.append(q.account)
+        if q.provider is not None:
+            if accounts_only:  # the histograms have no provider column
+                names = self._providers.get(q.provider, [])
+                where.append(f"{keys['account']} IN ({', '.join('?' * len(names)) or 'NULL'})")
+                params.extend(names)
+            else:
+                where.append(f"{keys['provider']} = ?")
+                params.append(q.provider)
+        if q.model is not None:
+            where.append(f"{keys['model']} = ?")
+            params.append(q.model)
+        return where, params
+
+    def _grouped(self, q: StatsQuery, by: Sequence[str]) -> dict[tuple[Any, ...], shape.Totals]:
+        """shape.Totals per group of `by` columns over the period (rollups + edge rows)."""
+        out: dict[tuple[Any, ...], shape.Totals] = {}
+        for rows in self._parts(q, [_KEYS_ROLLED[k] for k in by], [_KEYS_RAW[k] for k in by]):
+            for row in rows:
+                shape.add(out, tuple(row[: len(by)]), row[len(by) :])
+        return out
+
+    def _by_bucket(self, q: StatsQuery, group: str | None) -> dict[tuple[int, str], shape.Totals]:
+        size = q.bucket.seconds // _HOUR
+        rolled = [f"(hour / {size}) * {size * _HOUR}"]
+        raw = [f"CAST(finalized_at / {size * _HOUR} AS INTEGER) * {size * _HOUR}"]
+        if group is not None:
+            rolled.append(_KEYS_ROLLED[group])
+            raw.append(_KEYS_RAW[group])
+        out: dict[tuple[int, str], shape.Totals] = {}
+        for rows in self._parts(q, rolled, raw):
+            for row in rows:
+                key = (int(row[0]), str(row[1]) if group is not None else "")
+                shape.add(out, key, row[len(rolled) :])
+        return out
+
+    def _parts(
+        self, q: StatsQuery, rolled_keys: list[str], raw_keys: list[str]
+    ) -> Iterable[list[Any]]:
+        """The period's rows: rollups for its whole hours, request rows for the rest."""
+        first_hour = math.ceil(q.start / _HOUR)
+        last_hour = math.floor(q.end / _HOUR)
+        edges: list[tuple[float, float]] = []
+        if first_hour < last_hour:
+            where, params = self._filters(q, _KEYS_ROLLED)
+            where[:0] = ["hour >= ?", "hour < ?"]
+            yield self._select(
+                "request_hours", rolled_keys, _ROLLED, where, [first_hour, last_hour, *params]
+            )
+            edges = [(q.start, first_hour * _HOUR), (last_hour * _HOUR, q.end)]
+        else:
+            edges = [(q.start, q.end)]
+        for start, end in edges:
+            if end <= start:
+                continue
+            where, params = self._filters(q, _KEYS_RAW)
+            where[:0] = ["status = 'finalized'", "finalized_at >= ?", "finalized_at < ?"]
+            yield self._select("requests", raw_keys, _RAW, where, [start, end, *params])
+
+    def _select(
+        self, table: str, keys: list[str], sums: str, where: list[str], params: list[object]
+    ) -> list[Any]:
+        columns = ", ".join([*keys, sums])
+        group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
+        sql = f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)}{group}"
+        return [row for row in self._conn.execute(sql, params) if row[len(keys)]]
+
+    def _percentiles(
+        self, q: StatsQuery, kind: str, totals: shape.Totals
+    ) -> dict[str, float | None]:
+        """Average and estimated p50 / p90 / p99 (seconds) of `kind` over the period."""
+        counts = [0] * (len(LATENCY_EDGES) + 1)
+        first_hour, last_hour = math.ceil(q.start / _HOUR), math.floor(q.end / _HOUR)
+        keys = {"account": "account", "provider": "", "model": "model"}
+        if first_hour < last_hour:
+            where, params = self._filters(q, keys, accounts_only=True)
+            where[:0] = ["kind = ?", "hour >= ?", "hour < ?"]
+            rows = self._conn.execute(
+                "SELECT bucket, SUM(count) FROM latency_hours WHERE "
+                f"{' AND '.join(where)} GROUP BY bucket",
+                [kind, first_hour, last_hour, *params],
+            )
+            for bucket, count in rows:
+                counts[min(int(bucket), len(counts) - 1)] += int(count)
+            edges = [(q.start, first_hour * _HOUR), (last_hour * _HOUR, q.end)]
+        else:
+            edges = [(q.start, q.end)]
+        for start, end in edges:
+            if end <= start:
+                continue
+            where, params = self._filters(q, _KEYS_RAW)
+            where[:0] = [
+                "status = 'finalized'", "finalized_at >= ?", "finalized_at < ?",
+                f"{kind} IS NOT NULL",
+            ]  # fmt: skip
+            for (value,) in self._conn.execute(
+                f"SELECT {kind} FROM requests WHERE {' AND '.join(where)}", [start, end, *params]
+            ):
+                counts[bisect.bisect_right(LATENCY_EDGES, value)] += 1
+        n = totals[f"{kind}_count"]
+        top = totals.get(f"{kind}_max")
+        return {
+            "avg_s": round(totals[f"{kind}_sum"] / n, 4) if n else None,
+            "p50_s": shape.quantile(counts, 0.50, top),
+            "p90_s": shape.quantile(counts, 0.90, top),
+            "p99_s": shape.quantile(counts, 0.99, top),
+            "max_s": round(top, 4) if top is not None else None,
+        }
+
+    def _window_spend(self, seconds: int, now: float) -> dict[str, int]:
+        q = StatsQuery(start=now - seconds, end=now, period=f"{seconds}s")
+        return {
+            key[0]: r["cost_microdollars"] for key, r in self._grouped(q, ("account",)).items()
+        }
+
+    def _backoffs_by_account(self, now: float) -> dict[str, float | None]:
+        """The latest cooldown end of each account (any scope naming it; None: no end)."""
+        out: dict[str, float | None] = {}
+        rows = self._conn.execute(
+            "SELECT account, max(until) FROM backoffs WHERE until > ? AND account != '' "
+            "GROUP BY account",
+            (now,),
+        )
+        for account, until in rows:
+            out[account] = None if math.isinf(until) else until
+        return out
