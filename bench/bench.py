@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench_serve import BENCHMARKS as SERVE_BENCHMARKS  # noqa: E402
+from bench_stats import BENCHMARKS as STATS_BENCHMARKS  # noqa: E402
 from bench_upstream import BENCHMARKS as UPSTREAM_BENCHMARKS  # noqa: E402
 
 from eggpool.core.catalog import Catalog, ModelListFailure, parse_model_list  # noqa: E402
@@ -379,6 +380,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     "simulate": bench_simulate,
     **UPSTREAM_BENCHMARKS,
     **SERVE_BENCHMARKS,
+    **STATS_BENCHMARKS,
 }
 
 

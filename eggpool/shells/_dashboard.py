@@ -67,9 +67,13 @@ class StatsService:
         call = api.route(method, target, headers, self.config, now=now)
         if isinstance(call, LocalFailure):
             return api.refuse(call)
+        return await anyio.to_thread.run_sync(self.run, call, now, limiter=self._limiter)
+
+    def run(self, call: api.ApiCall, now: float) -> Answer:
+        """Answer a routed call (blocking: in a worker thread, one at a time)."""
         if call.endpoint.name == "runtime":
-            return api.respond(await anyio.to_thread.run_sync(self._runtime))
-        payload = await anyio.to_thread.run_sync(self._run, call, now, limiter=self._limiter)
+            return api.respond(self._runtime())
+        payload = self._query(call, now)
         if payload is None:
             return api.refuse(LocalFailure.not_found(f"request with id {call.request_id!r}"))
         return api.respond(payload)
@@ -82,7 +86,7 @@ class StatsService:
 
     # -- in the worker thread ----------------------------------------------------------
 
-    def _run(self, call: api.ApiCall, now: float) -> object:
+    def _query(self, call: api.ApiCall, now: float) -> object:
         stats = self._stats
         if stats is None:
             stats = self._stats = Stats(self._connect(), self.config)

@@ -6,16 +6,16 @@ calls one at a time: the connection is not shared between two at once).
 Each method takes a validated `StatsQuery` (eggpool/dashboard/params.py)
 and returns plain JSON-ready data.
 
-shape.Totals come from the hourly rollups (`request_hours`, `latency_hours`,
-eggpool/shells/_store_rollups.py) for the whole hours of a period and from
-the `requests` rows themselves for the partial hours at its two ends, so a
-period of any length is exact and reads at most two hours of rows plus a
-few hundred rollup rows per account and model: fast with a million stored
-requests. A period older than the per-request retention loses only its
-partial end hours. Latency and TTFT percentiles are estimated from the
-histograms (linear inside a bucket; the top bucket reaches to the largest
-value seen), to within a bucket's width: `LATENCY_EDGES` are about 1.5x
-apart.
+shape.Totals come from the rollups (eggpool/shells/_store_rollups.py): day rows
+for the whole UTC days of a period, hour rows for the whole hours around
+them, and the `requests` rows themselves only for the partial hours at its
+two ends (`_spans`). So a period of any length is exact and reads at most
+two hours of rows plus a few rollup rows per day, account and model: fast
+with a million stored requests. Hourly timeseries read hours, never days.
+A period older than the per-request retention loses only its partial end
+hours. Latency and TTFT percentiles are estimated from the histograms
+(linear inside a bucket; the top bucket reaches to the largest value
+seen), to within a bucket's width: `LATENCY_EDGES` are about 1.5x apart.
 
 "Errors" are finalized requests whose outcome is not `completed`. Account,
 provider and model filters apply everywhere; the latency histograms know
@@ -35,7 +35,7 @@ from eggpool.core.config import Config
 from eggpool.core.ledger import WINDOW_SECONDS, account_limits
 from eggpool.dashboard.params import StatsQuery
 from eggpool.shells import _stats_shape as shape
-from eggpool.shells._store_rollups import LATENCY_EDGES
+from eggpool.shells._store_rollups import EXACTNESS, LATENCY_EDGES, bucket_columns
 
 __all__ = ["STALE_PENDING_S", "Stats"]
 
@@ -43,30 +43,54 @@ STALE_PENDING_S = 15 * 60
 """A request pending longer than this is counted as stale in the pending health."""
 
 _HOUR = 3600
+_KNOWN_EXACTNESS = "'exact', 'derived', 'partial', 'estimated'"
 _ROLLED = """
-SUM(requests), SUM(CASE WHEN outcome != 'completed' THEN requests ELSE 0 END), SUM(attempts),
-SUM(CASE WHEN streamed THEN requests ELSE 0 END), SUM(input_tokens), SUM(cache_read_tokens),
-SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_microdollars),
-SUM(latency_sum), SUM(latency_count), SUM(ttft_sum), SUM(ttft_count),
+SUM(requests), SUM(errors), SUM(attempts), SUM(streamed), SUM(input_tokens),
+SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens),
+SUM(cost_microdollars), SUM(latency_sum), SUM(latency_count), SUM(ttft_sum), SUM(ttft_count),
+SUM(exact), SUM(derived), SUM(partial), SUM(estimated), SUM(unknown),
 MAX(latency_max), MAX(ttft_max)
 """
-_RAW = """
-COUNT(*), SUM(CASE WHEN COALESCE(outcome, '') != 'completed' THEN 1 ELSE 0 END),
-SUM(attempts), SUM(streamed), SUM(input_tokens), SUM(cache_read_tokens),
-SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_microdollars),
-SUM(COALESCE(latency, 0)), COUNT(latency), SUM(COALESCE(ttft, 0)), COUNT(ttft),
-MAX(latency), MAX(ttft)
+_RAW = f"""
+COUNT(*), SUM(COALESCE(outcome, '') != 'completed'), SUM(attempts), SUM(streamed != 0),
+SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens),
+SUM(reasoning_tokens), SUM(cost_microdollars), SUM(COALESCE(latency, 0)), COUNT(latency),
+SUM(COALESCE(ttft, 0)), COUNT(ttft), SUM(exactness = 'exact'), SUM(exactness = 'derived'),
+SUM(exactness = 'partial'), SUM(exactness = 'estimated'),
+SUM(COALESCE(exactness, '') NOT IN ({_KNOWN_EXACTNESS})), MAX(latency), MAX(ttft)
 """
 # A group's key, in the rollups and in the rows (NULL is '' in the rollups).
 _KEYS_ROLLED = {
     "account": "account", "provider": "provider", "model": "model",
-    "outcome": "outcome", "http_status": "http_status", "exactness": "exactness",
+    "outcome": "outcome", "http_status": "http_status",
 }  # fmt: skip
 _KEYS_RAW = {
     "account": "COALESCE(account, '')", "provider": "COALESCE(provider, '')",
     "model": "COALESCE(model, '')", "outcome": "COALESCE(outcome, '')",
-    "http_status": "COALESCE(http_status, 0)", "exactness": "COALESCE(exactness, '')",
+    "http_status": "COALESCE(http_status, 0)",
 }  # fmt: skip
+_BUCKETS = ", ".join(f"SUM({column})" for column in bucket_columns())
+_TOTALS = {"rolled": _ROLLED, "raw": _RAW}
+_COUNTS = {"rolled": "SUM(requests)", "raw": "COUNT(*)"}
+_UNIT = {"hour": _HOUR, "day": 86400}
+
+
+def _spans(q: StatsQuery, *, days: bool) -> list[tuple[str, float, float]]:
+    """How to read `[q.start, q.end)`: ("day", first, end) and ("hour", first, end) ranges of
+    rollups (unit numbers, end excluded) and ("raw", start, end) seconds of request rows."""
+    first_hour, end_hour = math.ceil(q.start / _HOUR), math.floor(q.end / _HOUR)
+    if first_hour >= end_hour:
+        return [("raw", q.start, q.end)]
+    spans: list[tuple[str, float, float]] = []
+    hours = [(first_hour, end_hour)]
+    first_day, end_day = math.ceil(q.start / 86400), math.floor(q.end / 86400)
+    if days and first_day < end_day:
+        spans.append(("day", first_day, end_day))
+        hours = [(first_hour, first_day * 24), (end_day * 24, end_hour)]
+    spans += [("hour", low, high) for low, high in hours if low < high]
+    edges = [(q.start, first_hour * _HOUR), (end_hour * _HOUR, q.end)]
+    spans += [("raw", low, high) for low, high in edges if low < high]
+    return spans
 
 
 class Stats:
@@ -87,21 +111,17 @@ class Stats:
     # -- endpoints -----------------------------------------------------------------------
 
     def summary(self, q: StatsQuery) -> dict[str, object]:
-        total = self._grouped(q, ())
-        row = total.get((), shape.empty())
-        exactness = self._grouped(q, ("exactness",))
-        outcomes = self._grouped(q, ("outcome",))
+        row = self._grouped(q, ()).get((), shape.empty())
+        outcomes: dict[str, int] = {}
+        for (outcome, _), count in self._outcomes(q).items():
+            outcomes[outcome or "unknown"] = outcomes.get(outcome or "unknown", 0) + count
         return {
             **shape.period(q),
             **shape.figures(row),
             "latency": self._percentiles(q, "latency", row),
             "ttft": self._percentiles(q, "ttft", row),
-            "exactness": {
-                key[0] or "unknown": r["requests"] for key, r in sorted(exactness.items())
-            },
-            "outcomes": {
-                key[0] or "unknown": r["requests"] for key, r in sorted(outcomes.items())
-            },
+            "exactness": {name: row[name] for name in EXACTNESS},
+            "outcomes": dict(sorted(outcomes.items())),
         }
 
     def accounts(self, q: StatsQuery, now: float) -> dict[str, object]:
@@ -198,21 +218,22 @@ class Stats:
         }
 
     def errors(self, q: StatsQuery) -> dict[str, object]:
-        rows = self._grouped(q, ("outcome", "http_status"))
-        failed = [
-            {"outcome": outcome, "status": status, "requests": r["requests"]}
-            for (outcome, status), r in rows.items()
-            if outcome != "completed"
-        ]
-        failed.sort(key=lambda e: (-e["requests"], e["outcome"], e["status"]))
-        total = sum(r["requests"] for r in rows.values())
-        errors = sum(e["requests"] for e in failed)
+        failed = sorted(
+            ((count, outcome, status) for (outcome, status), count in self._outcomes(q).items()
+             if outcome != "completed"),
+            key=lambda e: (-e[0], e[1], e[2]),
+        )  # fmt: skip
+        total = self._grouped(q, ()).get((), shape.empty())["requests"]
+        errors = sum(count for count, _, _ in failed)
         return {
             **shape.period(q),
             "requests": total,
             "errors": errors,
             "error_rate": round(errors / total, 4) if total else 0.0,
-            "by_outcome_and_status": failed[: q.limit],
+            "by_outcome_and_status": [
+                {"outcome": outcome, "status": status, "requests": count}
+                for count, outcome, status in failed[: q.limit]
+            ],
         }
 
     def latency(self, q: StatsQuery) -> dict[str, object]:
@@ -364,49 +385,61 @@ class Stats:
         return where, params
 
     def _grouped(self, q: StatsQuery, by: Sequence[str]) -> dict[tuple[Any, ...], shape.Totals]:
-        """shape.Totals per group of `by` columns over the period (rollups + edge rows)."""
+        """Totals per group of `by` columns over the period."""
         out: dict[tuple[Any, ...], shape.Totals] = {}
-        for rows in self._parts(q, [_KEYS_ROLLED[k] for k in by], [_KEYS_RAW[k] for k in by]):
+        for rows in self._parts(q, list(by)):
             for row in rows:
                 shape.add(out, tuple(row[: len(by)]), row[len(by) :])
         return out
 
     def _by_bucket(self, q: StatsQuery, group: str | None) -> dict[tuple[int, str], shape.Totals]:
-        size = q.bucket.seconds // _HOUR
-        rolled = [f"(hour / {size}) * {size * _HOUR}"]
-        raw = [f"CAST(finalized_at / {size * _HOUR} AS INTEGER) * {size * _HOUR}"]
-        if group is not None:
-            rolled.append(_KEYS_ROLLED[group])
-            raw.append(_KEYS_RAW[group])
+        """Totals per (bucket start, group) over the period ('' when not grouped)."""
+        by = [group] if group is not None else []
         out: dict[tuple[int, str], shape.Totals] = {}
-        for rows in self._parts(q, rolled, raw):
+        for rows in self._parts(q, by, bucket=q.bucket.seconds):
             for row in rows:
                 key = (int(row[0]), str(row[1]) if group is not None else "")
-                shape.add(out, key, row[len(rolled) :])
+                shape.add(out, key, row[len(by) + 1 :])
+        return out
+
+    def _outcomes(self, q: StatsQuery) -> dict[tuple[str, int], int]:
+        """Requests per (outcome, HTTP status) over the period."""
+        out: dict[tuple[str, int], int] = {}
+        for rows in self._parts(q, ["outcome", "http_status"], table="outcome", sums=_COUNTS):
+            for outcome, status, count in rows:
+                out[(outcome, status)] = out.get((outcome, status), 0) + count
         return out
 
     def _parts(
-        self, q: StatsQuery, rolled_keys: list[str], raw_keys: list[str]
+        self,
+        q: StatsQuery,
+        by: list[str],
+        *,
+        bucket: int | None = None,
+        table: str = "request",
+        sums: Mapping[str, str] = _TOTALS,
     ) -> Iterable[list[Any]]:
-        """The period's rows: rollups for its whole hours, request rows for the rest."""
-        first_hour = math.ceil(q.start / _HOUR)
-        last_hour = math.floor(q.end / _HOUR)
-        edges: list[tuple[float, float]] = []
-        if first_hour < last_hour:
-            where, params = self._filters(q, _KEYS_ROLLED)
-            where[:0] = ["hour >= ?", "hour < ?"]
-            yield self._select(
-                "request_hours", rolled_keys, _ROLLED, where, [first_hour, last_hour, *params]
-            )
-            edges = [(q.start, first_hour * _HOUR), (last_hour * _HOUR, q.end)]
-        else:
-            edges = [(q.start, q.end)]
-        for start, end in edges:
-            if end <= start:
+        """The period's rows, grouped by the time `bucket` (seconds; first, when given) and
+        `by`: day rollups for its whole days, hour rollups for its whole hours around them,
+        request rows for the partial hours at its ends."""
+        for unit, low, high in _spans(q, days=bucket is None or bucket % 86400 == 0):
+            if unit == "raw":
+                keys = [_KEYS_RAW[k] for k in by]
+                if bucket is not None:
+                    keys.insert(0, f"CAST(finalized_at / {bucket} AS INTEGER) * {bucket}")
+                where, params = self._filters(q, _KEYS_RAW)
+                where[:0] = ["status = 'finalized'", "finalized_at >= ?", "finalized_at < ?"]
+                yield self._select("requests", keys, sums["raw"], where, [low, high, *params])
                 continue
-            where, params = self._filters(q, _KEYS_RAW)
-            where[:0] = ["status = 'finalized'", "finalized_at >= ?", "finalized_at < ?"]
-            yield self._select("requests", raw_keys, _RAW, where, [start, end, *params])
+            keys = list(by)
+            if bucket is not None:
+                per = bucket // _UNIT[unit]
+                keys.insert(0, f"({unit} / {per}) * {bucket}")
+            where, params = self._filters(q, _KEYS_ROLLED)
+            where[:0] = [f"{unit} >= ?", f"{unit} < ?"]
+            yield self._select(
+                f"{table}_{unit}s", keys, sums["rolled"], where, [low, high, *params]
+            )
 
     def _select(
         self, table: str, keys: list[str], sums: str, where: list[str], params: list[object]
@@ -421,33 +454,28 @@ class Stats:
     ) -> dict[str, float | None]:
         """Average and estimated p50 / p90 / p99 (seconds) of `kind` over the period."""
         counts = [0] * (len(LATENCY_EDGES) + 1)
-        first_hour, last_hour = math.ceil(q.start / _HOUR), math.floor(q.end / _HOUR)
         keys = {"account": "account", "provider": "", "model": "model"}
-        if first_hour < last_hour:
-            where, params = self._filters(q, keys, accounts_only=True)
-            where[:0] = ["kind = ?", "hour >= ?", "hour < ?"]
-            rows = self._conn.execute(
-                "SELECT bucket, SUM(count) FROM latency_hours WHERE "
-                f"{' AND '.join(where)} GROUP BY bucket",
-                [kind, first_hour, last_hour, *params],
-            )
-            for bucket, count in rows:
-                counts[min(int(bucket), len(counts) - 1)] += int(count)
-            edges = [(q.start, first_hour * _HOUR), (last_hour * _HOUR, q.end)]
-        else:
-            edges = [(q.start, q.end)]
-        for start, end in edges:
-            if end <= start:
+        for unit, low, high in _spans(q, days=True):
+            if unit == "raw":
+                where, params = self._filters(q, _KEYS_RAW)
+                where[:0] = [
+                    "status = 'finalized'", "finalized_at >= ?", "finalized_at < ?",
+                    f"{kind} IS NOT NULL",
+                ]  # fmt: skip
+                for (value,) in self._conn.execute(
+                    f"SELECT {kind} FROM requests WHERE {' AND '.join(where)}",
+                    [low, high, *params],
+                ):
+                    counts[bisect.bisect_right(LATENCY_EDGES, value)] += 1
                 continue
-            where, params = self._filters(q, _KEYS_RAW)
-            where[:0] = [
-                "status = 'finalized'", "finalized_at >= ?", "finalized_at < ?",
-                f"{kind} IS NOT NULL",
-            ]  # fmt: skip
-            for (value,) in self._conn.execute(
-                f"SELECT {kind} FROM requests WHERE {' AND '.join(where)}", [start, end, *params]
-            ):
-                counts[bisect.bisect_right(LATENCY_EDGES, value)] += 1
+            where, params = self._filters(q, keys, accounts_only=True)
+            where[:0] = ["kind = ?", f"{unit} >= ?", f"{unit} < ?"]
+            row = self._conn.execute(
+                f"SELECT {_BUCKETS} FROM latency_{unit}s WHERE {' AND '.join(where)}",
+                [kind, low, high, *params],
+            ).fetchone()
+            for index, count in enumerate(row):
+                counts[index] += int(count or 0)
         n = totals[f"{kind}_count"]
         top = totals.get(f"{kind}_max")
         return {

@@ -39,6 +39,7 @@ FIELDS = (
     "requests", "errors", "attempts", "streamed", "input_tokens", "cache_read_tokens",
     "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_microdollars",
     "latency_sum", "latency_count", "ttft_sum", "ttft_count",
+    "exact", "derived", "partial", "estimated", "unknown",
 )  # fmt: skip
 """The summed columns of a totals row, in the order the queries select them."""
 MAXIMA = ("latency_max", "ttft_max")

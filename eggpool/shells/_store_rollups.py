@@ -2,15 +2,26 @@
 
 Theory of operation. The dashboard must stay fast with a million stored
 requests, and per-request rows are only kept `retain_request_stats_days`.
-So every finalized request is also counted into two small tables, one row
-per hour and combination of what the pages filter and group by:
+So every finalized request is also counted into small tables with one row
+per hour (and, again, per day) and per (account, model) pair, whatever the
+traffic: a month of a 20-pair pool is about 15,000 hour rows and 600 day
+rows per table, for ten thousand requests a day or a million. Stats read
+days for the whole days of a period, hours for the whole hours around
+them and request rows only for the partial hours at its ends.
 
-- `request_hours`: per (hour, account, provider, model, outcome, HTTP
-  status, streamed, exactness) the requests, attempts, tokens of each kind,
-  cost, and latency and TTFT sums, counts and maxima;
-- `latency_hours`: per (hour, account, model, kind) a histogram of latency
-  or TTFT over fixed buckets (`LATENCY_EDGES`), from which percentiles are
-  estimated (stats read them; sums cannot give a p99).
+- `request_hours` / `request_days` (hour or day, account, provider,
+  model): requests, errors (outcome not `completed`), streamed, attempts,
+  tokens of each kind, cost, latency and TTFT sums, counts and maxima, and
+  how many requests had each cost exactness;
+- `outcome_hours` / `outcome_days` (..., outcome, http_status): requests,
+  for the error breakdown;
+- `latency_hours` / `latency_days` (hour or day, account, model, kind): a
+  histogram of latency or TTFT over fixed buckets, one column per bucket
+  (`b0` ...), from which percentiles are estimated (sums cannot give a
+  p99).
+
+The tables are `WITHOUT ROWID`, clustered by their key: a time range is
+one contiguous read.
 
 Triggers on `requests` do the counting, in the same transaction as the
 write that finalizes the row: on an insert of a finalized row (a request
@@ -18,15 +29,17 @@ whose start was never stored, or crash recovery) and on the one update that
 turns a pending row into a finalized one. The writer's finalization only
 updates a row while it is pending, so a request is counted exactly once
 however often its record is retried, and a crash can never leave the
-rollups and the rows disagreeing. A request counts in the hour it was
-finalized (`finalized_at // 3600`), the time the timeseries use.
+rollups and the rows disagreeing. A request counts in the hour and the
+UTC day it was finalized (`finalized_at // 3600`, `// 86400`), the time
+the timeseries use; a NULL account, provider or model is kept as ''.
 
 The triggers insert a zero row when the key has none yet (`INSERT ...
 WHERE NOT EXISTS`), then add to it with an `UPDATE`: no UPSERT (older
 SQLite) and no `OR IGNORE`, whose conflict handling a trigger does not
 keep when the statement that fired it is itself an UPSERT (the writer's
-finalization is). Version 4 of the
-schema creates all of it and counts the finalized rows already stored.
+finalization is). Schema version 4 creates all of it and counts the
+finalized rows already stored.
+
 This module is schema version 4 as released: databases in the field have
 its tables and triggers, so change it only through a new version. The
 same holds for `LATENCY_EDGES`: buckets already written use them.
@@ -36,127 +49,163 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["LATENCY_EDGES", "ROLLUP_DIMENSIONS", "migrate_rollups"]
+__all__ = ["EXACTNESS", "LATENCY_EDGES", "UNITS", "bucket_columns", "migrate_rollups"]
 
 LATENCY_EDGES: tuple[float, ...] = (
     0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5,
     10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
 )  # fmt: skip
-"""Upper bounds (seconds, exclusive) of the histogram buckets: bucket i holds values
-below LATENCY_EDGES[i] and at or above the edge before it; the last bucket,
+"""Upper bounds (seconds, exclusive) of the histogram buckets: bucket i (column `b<i>`)
+holds values below LATENCY_EDGES[i] and at or above the edge before it; the last bucket,
 len(LATENCY_EDGES), holds everything from 600 s up."""
 
-ROLLUP_DIMENSIONS = (
-    "account", "provider", "model", "outcome", "http_status", "streamed", "exactness",
-)  # fmt: skip
-"""What `request_hours` rows are kept per, besides the hour."""
+EXACTNESS = ("exact", "derived", "partial", "estimated", "unknown")
+"""The exactness columns of `request_hours` (anything else counts as unknown)."""
 
-_REQUEST_HOURS = """
-CREATE TABLE request_hours (
-    hour INTEGER NOT NULL,
+_SUMS = (
+    "attempts", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+    "reasoning_tokens", "cost_microdollars",
+)  # fmt: skip
+_KINDS = ("latency", "ttft")
+
+
+def bucket_columns() -> list[str]:
+    """The histogram's columns, bucket by bucket: `b0` ... `b23`."""
+    return [f"b{i}" for i in range(len(LATENCY_EDGES) + 1)]
+
+
+def _integers(names: tuple[str, ...] | list[str]) -> str:
+    return ",\n    ".join(f"{name} INTEGER NOT NULL DEFAULT 0" for name in names)
+
+
+_REQUESTS_TABLE = f"""
+CREATE TABLE request_{{unit}}s (
+    {{unit}} INTEGER NOT NULL,
     account TEXT NOT NULL,
     provider TEXT NOT NULL,
     model TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    http_status INTEGER NOT NULL,
-    streamed INTEGER NOT NULL,
-    exactness TEXT NOT NULL,
-    requests INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_microdollars INTEGER NOT NULL DEFAULT 0,
+    {_integers(("requests", "errors", "streamed", *_SUMS))},
     latency_sum REAL NOT NULL DEFAULT 0,
     latency_count INTEGER NOT NULL DEFAULT 0,
     latency_max REAL,
     ttft_sum REAL NOT NULL DEFAULT 0,
     ttft_count INTEGER NOT NULL DEFAULT 0,
     ttft_max REAL,
-    PRIMARY KEY (hour, account, provider, model, outcome, http_status, streamed, exactness)
-)
+    {_integers(EXACTNESS)},
+    PRIMARY KEY ({{unit}}, account, provider, model)
+) WITHOUT ROWID
 """
 
-_LATENCY_HOURS = """
-CREATE TABLE latency_hours (
-    hour INTEGER NOT NULL,
+_OUTCOMES_TABLE = """
+CREATE TABLE outcome_{unit}s (
+    {unit} INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY ({unit}, account, provider, model, outcome, http_status)
+) WITHOUT ROWID
+"""
+
+_LATENCY_TABLE = f"""
+CREATE TABLE latency_{{unit}}s (
+    {{unit}} INTEGER NOT NULL,
     account TEXT NOT NULL,
     model TEXT NOT NULL,
     kind TEXT NOT NULL,
-    bucket INTEGER NOT NULL,
-    count INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (hour, account, model, kind, bucket)
-)
+    {_integers(bucket_columns())},
+    PRIMARY KEY ({{unit}}, account, model, kind)
+) WITHOUT ROWID
 """
 
-# The key of a finalized row, as `request_hours` keeps it (NULLs become '' or 0: a NULL
-# in a primary key would make every row distinct).
-_KEY = {
-    "hour": "CAST({r}.finalized_at / 3600 AS INTEGER)",
-    "account": "COALESCE({r}.account, '')",
-    "provider": "COALESCE({r}.provider, '')",
-    "model": "COALESCE({r}.model, '')",
-    "outcome": "COALESCE({r}.outcome, '')",
-    "http_status": "COALESCE({r}.http_status, 0)",
-    "streamed": "{r}.streamed",
-    "exactness": "COALESCE({r}.exactness, '')",
-}
-
-_SUMS = (
-    "attempts", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
-    "reasoning_tokens", "cost_microdollars",
-)  # fmt: skip
+UNITS = {"hour": 3600, "day": 86400}
+"""The rollups' resolutions: each has its three tables, `request_hours` ... `latency_days`."""
 
 
-def _bucket(value: str) -> str:
-    """SQL for the histogram bucket of `value` (a CASE ladder: no math functions needed)."""
-    steps = " ".join(f"WHEN {value} < {edge!r} THEN {i}" for i, edge in enumerate(LATENCY_EDGES))
-    return f"CASE {steps} ELSE {len(LATENCY_EDGES)} END"
+def _key(r: str, unit: str) -> dict[str, str]:
+    """Key columns of a finalized row `r`, as the `unit` rollups keep them."""
+    return {
+        unit: f"CAST({r}.finalized_at / {UNITS[unit]} AS INTEGER)",
+        "account": f"COALESCE({r}.account, '')",
+        "provider": f"COALESCE({r}.provider, '')",
+        "model": f"COALESCE({r}.model, '')",
+    }
 
 
-def _count_statements(r: str) -> list[str]:
-    """The statements that count row `r` (`NEW` in a trigger) into the rollups."""
-    key = {name: sql.format(r=r) for name, sql in _KEY.items()}
-    names = ", ".join(key)
-    values = ", ".join(key.values())
-    match = " AND ".join(f"{name} = {sql}" for name, sql in key.items())
-    sums = ", ".join(f"{name} = {name} + COALESCE({r}.{name}, 0)" for name in _SUMS)
-    statements = [
-        f"""INSERT INTO request_hours ({names}) SELECT {values}
-            WHERE NOT EXISTS (SELECT 1 FROM request_hours WHERE {match})""",
-        f"""UPDATE request_hours SET requests = requests + 1, {sums},
-            latency_sum = latency_sum + COALESCE({r}.latency, 0),
-            latency_count = latency_count + ({r}.latency IS NOT NULL),
-            latency_max = CASE WHEN {r}.latency IS NULL THEN latency_max
-                               ELSE MAX(COALESCE(latency_max, {r}.latency), {r}.latency) END,
-            ttft_sum = ttft_sum + COALESCE({r}.ttft, 0),
-            ttft_count = ttft_count + ({r}.ttft IS NOT NULL),
-            ttft_max = CASE WHEN {r}.ttft IS NULL THEN ttft_max
-                            ELSE MAX(COALESCE(ttft_max, {r}.ttft), {r}.ttft) END
-            WHERE {match}""",
+def _in_bucket(value: str, index: int) -> str:
+    """SQL, 1 or 0: is `value` in bucket `index`."""
+    tests = []
+    if index > 0:
+        tests.append(f"{value} >= {LATENCY_EDGES[index - 1]!r}")
+    if index < len(LATENCY_EDGES):
+        tests.append(f"{value} < {LATENCY_EDGES[index]!r}")
+    return f"({' AND '.join(tests)})"
+
+
+def _exactness(r: str, name: str) -> str:
+    """SQL, 1 or 0: does row `r` have exactness `name` (unknown: anything not listed)."""
+    if name == "unknown":
+        known = ", ".join(f"'{e}'" for e in EXACTNESS if e != "unknown")
+        return f"(COALESCE({r}.exactness, '') NOT IN ({known}))"
+    return f"(COALESCE({r}.exactness, '') = '{name}')"
+
+
+def _upsert(table: str, key: dict[str, str], updates: str) -> list[str]:
+    """Make sure `table` has a row for `key`, then apply `updates` to it."""
+    names, values = ", ".join(key), ", ".join(key.values())
+    match = " AND ".join(f"{name} = {value}" for name, value in key.items())
+    return [
+        f"""INSERT INTO {table} ({names}) SELECT {values}
+            WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {match})""",
+        f"UPDATE {table} SET {updates} WHERE {match}",
     ]
-    hour, account, model = key["hour"], key["account"], key["model"]
-    for kind in ("latency", "ttft"):
+
+
+def _count_statements(r: str, unit: str) -> list[str]:
+    """The statements that count row `r` (`NEW` in a trigger) into the `unit` rollups."""
+    key = _key(r, unit)
+    sums = ", ".join(f"{name} = {name} + COALESCE({r}.{name}, 0)" for name in _SUMS)
+    exactness = ", ".join(f"{name} = {name} + {_exactness(r, name)}" for name in EXACTNESS)
+    timing = ", ".join(
+        f"{kind}_sum = {kind}_sum + COALESCE({r}.{kind}, 0), "
+        f"{kind}_count = {kind}_count + ({r}.{kind} IS NOT NULL), "
+        f"{kind}_max = CASE WHEN {r}.{kind} IS NULL THEN {kind}_max "
+        f"ELSE MAX(COALESCE({kind}_max, {r}.{kind}), {r}.{kind}) END"
+        for kind in _KINDS
+    )
+    statements = _upsert(
+        f"request_{unit}s",
+        key,
+        f"requests = requests + 1, "
+        f"errors = errors + (COALESCE({r}.outcome, '') != 'completed'), "
+        f"streamed = streamed + ({r}.streamed != 0), {sums}, {timing}, {exactness}",
+    )
+    outcome = {
+        **key,
+        "outcome": f"COALESCE({r}.outcome, '')",
+        "http_status": f"COALESCE({r}.http_status, 0)",
+    }
+    statements += _upsert(f"outcome_{unit}s", outcome, "requests = requests + 1")
+    for kind in _KINDS:
         value = f"{r}.{kind}"
-        bucket = _bucket(value)
-        cell = (
-            f"hour = {hour} AND account = {account} AND model = {model}"
-            f" AND kind = '{kind}' AND bucket = {bucket}"
+        cell = {unit: key[unit], "account": key["account"], "model": key["model"],
+                "kind": f"'{kind}'"}  # fmt: skip
+        columns = ", ".join(
+            f"{column} = {column} + {_in_bucket(value, i)}"
+            for i, column in enumerate(bucket_columns())
         )
+        # Only for a row that has the value: the whole pair runs under its condition.
         statements += [
-            f"""INSERT INTO latency_hours (hour, account, model, kind, bucket)
-                SELECT {hour}, {account}, {model}, '{kind}', {bucket}
-                WHERE {value} IS NOT NULL
-                  AND NOT EXISTS (SELECT 1 FROM latency_hours WHERE {cell})""",
-            f"UPDATE latency_hours SET count = count + 1 WHERE {value} IS NOT NULL AND {cell}",
+            statement.replace("WHERE ", f"WHERE {value} IS NOT NULL AND ", 1)
+            for statement in _upsert(f"latency_{unit}s", cell, columns)
         ]
     return statements
 
 
 def _triggers() -> list[str]:
-    body = ";\n".join(_count_statements("NEW")) + ";"
+    body = ";\n".join(stmt for unit in UNITS for stmt in _count_statements("NEW", unit)) + ";"
     return [
         f"""CREATE TRIGGER requests_count_inserted AFTER INSERT ON requests
             WHEN NEW.status = 'finalized' AND NEW.finalized_at IS NOT NULL
@@ -168,46 +217,48 @@ def _triggers() -> list[str]:
     ]
 
 
-def _backfill() -> list[str]:
-    """Count the finalized rows already stored (one pass per table)."""
-    key = {name: sql.format(r="r") for name, sql in _KEY.items()}
-    names = ", ".join(key)
-    values = ", ".join(key.values())
+def _backfill(unit: str) -> list[str]:
+    """Count the finalized rows already stored into the `unit` rollups (a pass per table)."""
+    key = _key("r", unit)
+    names, values = ", ".join(key), ", ".join(key.values())
+    finalized = "FROM requests AS r WHERE r.status = 'finalized' AND r.finalized_at IS NOT NULL"
     sums = ", ".join(f"SUM(COALESCE(r.{name}, 0))" for name in _SUMS)
-    histograms = [
-        f"""INSERT INTO latency_hours (hour, account, model, kind, bucket, count)
-            SELECT {key["hour"]}, {key["account"]}, {key["model"]}, '{kind}',
-                   {_bucket(f"r.{kind}")}, COUNT(*)
-            FROM requests AS r
-            WHERE r.status = 'finalized' AND r.finalized_at IS NOT NULL
-              AND r.{kind} IS NOT NULL
-            GROUP BY 1, 2, 3, 4, 5"""
-        for kind in ("latency", "ttft")
-    ]
-    return [
-        f"""INSERT INTO request_hours ({names}, requests, {", ".join(_SUMS)},
-                latency_sum, latency_count, latency_max, ttft_sum, ttft_count, ttft_max)
-            SELECT {values}, COUNT(*), {sums},
+    exactness = ", ".join(f"SUM({_exactness('r', name)})" for name in EXACTNESS)
+    statements = [
+        f"""INSERT INTO request_{unit}s ({names}, requests, errors, streamed, {", ".join(_SUMS)},
+                latency_sum, latency_count, latency_max, ttft_sum, ttft_count, ttft_max,
+                {", ".join(EXACTNESS)})
+            SELECT {values}, COUNT(*), SUM(COALESCE(r.outcome, '') != 'completed'),
+                   SUM(r.streamed != 0), {sums},
                    SUM(COALESCE(r.latency, 0)), COUNT(r.latency), MAX(r.latency),
-                   SUM(COALESCE(r.ttft, 0)), COUNT(r.ttft), MAX(r.ttft)
-            FROM requests AS r
-            WHERE r.status = 'finalized' AND r.finalized_at IS NOT NULL
-            GROUP BY {", ".join(str(i) for i in range(1, len(key) + 1))}""",
-        *histograms,
+                   SUM(COALESCE(r.ttft, 0)), COUNT(r.ttft), MAX(r.ttft), {exactness}
+            {finalized} GROUP BY 1, 2, 3, 4""",
+        f"""INSERT INTO outcome_{unit}s ({names}, outcome, http_status, requests)
+            SELECT {values}, COALESCE(r.outcome, ''), COALESCE(r.http_status, 0), COUNT(*)
+            {finalized} GROUP BY 1, 2, 3, 4, 5, 6""",
     ]
+    for kind in _KINDS:
+        columns = bucket_columns()
+        counts = ", ".join(f"SUM({_in_bucket(f'r.{kind}', i)})" for i in range(len(columns)))
+        statements.append(
+            f"""INSERT INTO latency_{unit}s ({unit}, account, model, kind, {", ".join(columns)})
+                SELECT {key[unit]}, {key["account"]}, {key["model"]}, '{kind}', {counts}
+                {finalized} AND r.{kind} IS NOT NULL GROUP BY 1, 2, 3"""
+        )
+    return statements
 
 
 def migrate_rollups(conn: sqlite3.Connection) -> None:
-    """Schema version 4: the rollup tables, their indexes, the counting triggers, and the
-    counts of what is already stored."""
-    statements = [
-        _REQUEST_HOURS,
-        _LATENCY_HOURS,
-        # Per-account and per-model pages filter on these within a time range.
-        "CREATE INDEX request_hours_account ON request_hours (account, hour)",
-        "CREATE INDEX request_hours_model ON request_hours (model, hour)",
-        *_backfill(),
-        *_triggers(),
-    ]
+    """Schema version 4: the rollup tables, the counting triggers, the counts of what is
+    already stored, and an index of requests by start time (recent requests)."""
+    statements: list[str] = []
+    for unit in UNITS:
+        statements += [
+            table.format(unit=unit) for table in (_REQUESTS_TABLE, _OUTCOMES_TABLE, _LATENCY_TABLE)
+        ]
+        statements += _backfill(unit)
+    statements += _triggers()
+    # Recent requests (pending ones too) are listed newest first by their start.
+    statements.append("CREATE INDEX requests_started_at ON requests (started_at)")
     for statement in statements:
         conn.execute(statement)

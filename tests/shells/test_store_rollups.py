@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from eggpool.core.effects import Record, RequestFinalized, RequestStarted
 from eggpool.core.usage import Usage
-from eggpool.shells._store_rollups import LATENCY_EDGES
+from eggpool.shells._store_rollups import LATENCY_EDGES, UNITS, bucket_columns
 from eggpool.shells._store_schema import migrate, prepare_batch
 
 HOUR = 3600.0
@@ -48,32 +48,61 @@ def finalized(rid: str, at: float, **fields: Any) -> RequestFinalized:
     return RequestFinalized(request_id=rid, at=at, **values)
 
 
-# What request_hours must hold: recomputed from the requests table itself.
-_EXPECTED = """
-SELECT CAST(finalized_at / 3600 AS INTEGER), COALESCE(account, ''), COALESCE(provider, ''),
-       COALESCE(model, ''), COALESCE(outcome, ''), COALESCE(http_status, 0), streamed,
-       COALESCE(exactness, ''), COUNT(*), SUM(attempts), SUM(input_tokens),
-       SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens),
-       SUM(reasoning_tokens), SUM(cost_microdollars), COUNT(latency), COUNT(ttft)
-FROM requests WHERE status = 'finalized'
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-"""
-_ROLLED = """
-SELECT hour, account, provider, model, outcome, http_status, streamed, exactness, requests,
-       attempts, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens,
-       reasoning_tokens, cost_microdollars, latency_count, ttft_count
-FROM request_hours ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-"""
-
-
-def histogram(conn: sqlite3.Connection, kind: str) -> Counter[tuple[int, str, str, int]]:
-    rows = conn.execute(
-        "SELECT hour, account, model, bucket, count FROM latency_hours WHERE kind = ?", (kind,)
+# What the rollups must hold: recomputed from the requests table itself.
+def _key(unit: str) -> str:
+    return (
+        f"CAST(finalized_at / {UNITS[unit]} AS INTEGER), COALESCE(account, ''), "
+        "COALESCE(provider, ''), COALESCE(model, '')"
     )
-    return Counter({(h, a, m, b): n for h, a, m, b, n in rows})
 
 
-def expected_histogram(conn: sqlite3.Connection, kind: str) -> Counter[tuple[int, str, str, int]]:
+def _expected(unit: str) -> str:
+    return f"""
+SELECT {_key(unit)}, COUNT(*), SUM(COALESCE(outcome, '') != 'completed'), SUM(streamed),
+       SUM(attempts), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
+       SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_microdollars), COUNT(latency),
+       COUNT(ttft), SUM(exactness = 'exact'), SUM(exactness = 'derived'),
+       SUM(exactness = 'partial'), SUM(exactness = 'estimated'),
+       SUM(COALESCE(exactness, '') NOT IN ('exact', 'derived', 'partial', 'estimated'))
+FROM requests WHERE status = 'finalized' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+"""
+
+
+def _rolled(unit: str) -> str:
+    return f"""
+SELECT {unit}, account, provider, model, requests, errors, streamed, attempts, input_tokens,
+       cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+       cost_microdollars, latency_count, ttft_count, exact, derived, partial, estimated,
+       unknown
+FROM request_{unit}s ORDER BY 1, 2, 3, 4
+"""
+
+
+def _outcomes_expected(unit: str) -> str:
+    return f"""
+SELECT {_key(unit)}, COALESCE(outcome, ''), COALESCE(http_status, 0), COUNT(*)
+FROM requests WHERE status = 'finalized' GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+"""
+
+
+def histogram(
+    conn: sqlite3.Connection, kind: str, unit: str = "hour"
+) -> Counter[tuple[int, str, str, int]]:
+    columns = ", ".join(bucket_columns())
+    rows = conn.execute(
+        f"SELECT {unit}, account, model, {columns} FROM latency_{unit}s WHERE kind = ?", (kind,)
+    )
+    counts: Counter[tuple[int, str, str, int]] = Counter()
+    for at, account, model, *buckets in rows:
+        for bucket, n in enumerate(buckets):
+            if n:
+                counts[(at, account, model, bucket)] += n
+    return counts
+
+
+def expected_histogram(
+    conn: sqlite3.Connection, kind: str, unit: str = "hour"
+) -> Counter[tuple[int, str, str, int]]:
     counts: Counter[tuple[int, str, str, int]] = Counter()
     rows = conn.execute(
         f"SELECT finalized_at, COALESCE(account, ''), COALESCE(model, ''), {kind} "
@@ -81,16 +110,20 @@ def expected_histogram(conn: sqlite3.Connection, kind: str) -> Counter[tuple[int
     )
     for at, account, model, value in rows:
         if value is not None:
-            counts[
-                (int(at // 3600), account, model, bisect.bisect_right(LATENCY_EDGES, value))
-            ] += 1
+            bucket = bisect.bisect_right(LATENCY_EDGES, value)
+            counts[(int(at // UNITS[unit]), account, model, bucket)] += 1
     return counts
 
 
 def assert_consistent(conn: sqlite3.Connection) -> None:
-    assert conn.execute(_ROLLED).fetchall() == conn.execute(_EXPECTED).fetchall()
-    for kind in ("latency", "ttft"):
-        assert histogram(conn, kind) == expected_histogram(conn, kind)
+    for unit in UNITS:
+        assert conn.execute(_rolled(unit)).fetchall() == conn.execute(_expected(unit)).fetchall()
+        outcomes = f"SELECT * FROM outcome_{unit}s ORDER BY 1, 2, 3, 4, 5, 6"
+        assert (
+            conn.execute(outcomes).fetchall() == conn.execute(_outcomes_expected(unit)).fetchall()
+        )
+        for kind in ("latency", "ttft"):
+            assert histogram(conn, kind, unit) == expected_histogram(conn, kind, unit)
 
 
 def test_a_request_counts_once_in_the_hour_it_finished() -> None:
@@ -112,6 +145,9 @@ def test_a_finalization_without_a_stored_start_counts_too() -> None:
     write(conn, [finalized("lost", T0, latency=None, ttft=None, outcome="interrupted")])
     assert conn.execute("SELECT requests, latency_count FROM request_hours").fetchall() == [(1, 0)]
     assert conn.execute("SELECT count(*) FROM latency_hours").fetchall() == [(0,)]
+    assert conn.execute("SELECT outcome, requests FROM outcome_hours").fetchall() == [
+        ("interrupted", 1)
+    ]
 
 
 def test_deleting_old_requests_keeps_their_counts() -> None:
@@ -133,6 +169,8 @@ _records = st.one_of(
         outcome=st.sampled_from(["completed", "upstream_error", "interrupted"]),
         status=st.sampled_from([200, 429, 502]),
         cost_microdollars=st.integers(0, 10**6),
+        exactness=st.sampled_from(["exact", "derived", "partial", "estimated", "unknown", "?"]),
+        streamed=st.booleans(),
         latency=st.one_of(st.none(), st.floats(0, 900, allow_nan=False)),
         ttft=st.one_of(st.none(), st.floats(0, 100, allow_nan=False)),
         usage=st.one_of(
