@@ -78,6 +78,7 @@ from eggpool.core.events import (
 )
 from eggpool.core.retry import TransportFailure
 from eggpool.dashboard.api import API_PREFIX, refuse
+from eggpool.dashboard.site import is_dashboard_path
 from eggpool.shells._upstream import Receiver, UpstreamRequest
 
 if TYPE_CHECKING:
@@ -314,11 +315,12 @@ class Driver:
     ) -> tuple[str, ClientChannel]:
         """A whole request a shell has read: it gets an id (unique, not secret) and routing
         entropy, a channel for the answer, and goes to the Pool; one for the stats API
-        (under `/api/`, with `stats` set) goes to `stats` instead, which reads the store.
+        (under `/api/`) or the dashboard goes to `stats` instead (when set), which reads
+        the store.
         Returns (id, channel)."""
         request_id = f"{_ids.getrandbits(64):016x}"
         channel = self.open_client(request_id)
-        if self.stats is not None and path.startswith(API_PREFIX):
+        if self.stats is not None and (path.startswith(API_PREFIX) or is_dashboard_path(path)):
             target = f"{path}?{query}" if query else path
             self._spawn(self._answer_stats, request_id, method, target, headers)
             return request_id, channel

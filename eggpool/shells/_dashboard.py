@@ -1,16 +1,24 @@
-"""The stats API as both shells serve it: routing and access from eggpool/dashboard/api.py,
-numbers from the store (`_stats.Stats`), read off the event loop.
+"""The stats API and the dashboard as both shells serve them: routing and access from
+eggpool/dashboard/ (api.py, site.py), numbers from the store (`_stats.Stats`) read off the
+event loop, pages drawn by eggpool/dashboard/pages.py.
 
-Theory of operation. The `Driver` hands every request under `/api/` to
-`StatsService.answer` instead of the Pool (the Pool never reads the
-database). `answer` routes the request (pure), then runs the query in a
-worker thread through a one-slot limiter: one read connection, one query
+Theory of operation. The `Driver` hands every request under `/api/` and
+every dashboard path (`site.is_dashboard_path`) to `StatsService.answer`
+instead of the Pool (the Pool never reads the database). `answer` routes
+the request (pure), then runs the query in a worker thread through a
+one-slot limiter: one read connection, one query
 at a time, so a burst of dashboard requests queues rather than piling
 threads onto SQLite (and never blocks the loop, where the proxy's requests
 run). The connection opens on first use and closes with the service.
 
 `runtime` is answered from the process itself: its id, uptime, Python,
 memory (RSS), threads, requests in flight, and the database files' sizes.
+
+A page reads what it shows (the same queries as the API) and renders it;
+a refused page is a small HTML page with the reason (and, for a missing
+key, `WWW-Authenticate: Basic`, so a browser asks for it). Themes are
+listed once, when the service starts, and each theme's CSS is made once:
+a theme file added later needs a restart.
 """
 
 from __future__ import annotations
@@ -25,11 +33,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import attrs
 
 from eggpool import __version__
 from eggpool.core.config import Config
 from eggpool.core.errors import LocalFailure
-from eggpool.dashboard import api
+from eggpool.dashboard import api, pages, site, themes
+from eggpool.dashboard.params import Bucket, GroupBy
 from eggpool.shells._stats import Stats
 
 __all__ = ["Answer", "StatsService"]
@@ -40,7 +50,7 @@ _STARTED = time.time()
 
 
 class StatsService:
-    """Answers `/api/` requests for one serving process."""
+    """Answers `/api/` and dashboard requests for one serving process."""
 
     def __init__(
         self,
@@ -58,16 +68,109 @@ class StatsService:
         self._in_flight = in_flight
         self._stats: Stats | None = None
         self._limiter = anyio.CapacityLimiter(1)
+        self._themes: list[str] | None = None
+        self._theme_css: dict[str, bytes] = {}
 
     async def answer(
         self, method: str, target: str, headers: tuple[tuple[str, str], ...]
     ) -> Answer:
         """The whole response (status, headers, body) to a request for `target`."""
         now = time.time()
+        if not target.startswith(api.API_PREFIX):
+            return await self._page(method, target, headers, now)
         call = api.route(method, target, headers, self.config, now=now)
         if isinstance(call, LocalFailure):
             return api.refuse(call)
         return await anyio.to_thread.run_sync(self.run, call, now, limiter=self._limiter)
+
+    async def _page(
+        self, method: str, target: str, headers: tuple[tuple[str, str], ...], now: float
+    ) -> Answer:
+        routed = site.route(method, target, headers, self.config, now=now)
+        if isinstance(routed, LocalFailure):
+            return _refused_page(routed)
+        if isinstance(routed, site.StaticFile):
+            return await anyio.to_thread.run_sync(self._static, routed)
+        if routed.theme not in self._theme_names():
+            return _refused_page(
+                LocalFailure.invalid_value("theme", f"there is no theme named {routed.theme!r}")
+            )
+        return await anyio.to_thread.run_sync(self.render, routed, now, limiter=self._limiter)
+
+    def render(self, call: site.PageCall, now: float) -> Answer:
+        """A page, read and drawn (blocking: in a worker thread, one at a time)."""
+        data = self._page_data(call, now)
+        if data is None:
+            return _refused_page(LocalFailure.not_found(f"request with id {call.request_id!r}"))
+        context = pages.Context(
+            call=call,
+            themes=self._theme_names(),
+            now=now,
+            refresh_s=float(self.config.dashboard.refresh_interval_s),
+        )
+        body = pages.render(context, data).encode("utf-8")
+        return 200, site.page_headers(), body
+
+    def _page_data(self, call: site.PageCall, now: float) -> dict[str, object] | None:
+        name, q = call.page.name, call.query
+        if name == "runtime":
+            return {"runtime": self._runtime()}
+        stats = self._open()
+        if name == "overview":
+            grouped = attrs.evolve(q, group_by=GroupBy.ACCOUNT, limit=8)
+            daily = attrs.evolve(q, start=now - 90 * 86400, end=now, bucket=Bucket.DAY)
+            return {
+                "summary": stats.summary(q),
+                "pending": stats.pending_health(now),
+                "accounts": stats.accounts(q, now),
+                "series": stats.timeseries(grouped),
+                "daily": stats.timeseries(daily),
+            }
+        if name == "accounts":
+            return {"accounts": stats.accounts(q, now)}
+        if name == "models":
+            return {"models": stats.models(q)}
+        if name == "latency":
+            return {"latency": stats.latency(q)}
+        if name == "timeseries":
+            grouped = q if q.group_by is not None else attrs.evolve(q, group_by=GroupBy.ACCOUNT)
+            return {"series": stats.timeseries(grouped)}
+        if name == "reliability":
+            return {
+                "errors": stats.errors(q),
+                "pending": stats.pending_health(now),
+                "backoffs": stats.backoffs(now),
+            }
+        if name == "events":
+            return {"operational": stats.operational(q)}
+        if name == "traces":
+            return {"recent": stats.recent_requests(q)}
+        if name == "trace":
+            assert call.request_id is not None
+            trace = stats.trace(call.request_id)
+            return None if trace is None else {"trace": trace}
+        raise AssertionError(f"no data for page {name!r}")
+
+    def _static(self, file: site.StaticFile) -> Answer:
+        if file.theme is not None:
+            if file.theme not in self._theme_names():
+                return _refused_page(LocalFailure.not_found(f"theme named {file.theme!r}"))
+            body = self._theme_css.get(file.theme)
+            if body is None:
+                theme = themes.load_theme(file.theme, self.config.dashboard.themes_dir)
+                body = self._theme_css[file.theme] = themes.css(theme).encode("utf-8")
+        else:
+            body = site.static_body(file.name)
+        headers = tuple(
+            (name, "public, max-age=300" if name == "cache-control" else value)
+            for name, value in site.page_headers(file.content_type)
+        )
+        return 200, headers, body
+
+    def _theme_names(self) -> list[str]:
+        if self._themes is None:
+            self._themes = themes.theme_names(self.config.dashboard.themes_dir)
+        return self._themes
 
     def run(self, call: api.ApiCall, now: float) -> Answer:
         """Answer a routed call (blocking: in a worker thread, one at a time)."""
@@ -86,10 +189,14 @@ class StatsService:
 
     # -- in the worker thread ----------------------------------------------------------
 
-    def _query(self, call: api.ApiCall, now: float) -> object:
+    def _open(self) -> Stats:
         stats = self._stats
         if stats is None:
             stats = self._stats = Stats(self._connect(), self.config)
+        return stats
+
+    def _query(self, call: api.ApiCall, now: float) -> object:
+        stats = self._open()
         q = call.query
         match call.endpoint.name:
             case "summary":
@@ -149,3 +256,14 @@ def _rss() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _refused_page(failure: LocalFailure) -> Answer:
+    """A refused dashboard request as a small HTML page (a browser is reading)."""
+    status = failure.kind.status
+    headers = list(site.page_headers())
+    if status == 401:
+        headers.append(("www-authenticate", 'Basic realm="EggPool dashboard", charset="UTF-8"'))
+    if failure.allow:
+        headers.append(("allow", ", ".join(failure.allow)))
+    return status, tuple(headers), pages.error_page(status, failure.message).encode("utf-8")

@@ -99,6 +99,13 @@ class Client:
         out += self.h11.send(h11.EndOfMessage()) or b""
         await self.stream.send(out)
 
+    async def raw_get(self, path: str, headers: tuple[tuple[str, str], ...]) -> None:
+        """A GET with exactly these headers (and `host`): no bearer key added."""
+        request = h11.Request(method="GET", target=path, headers=[("host", "x"), *headers])
+        await self.stream.send(
+            (self.h11.send(request) or b"") + (self.h11.send(h11.EndOfMessage()) or b"")
+        )
+
     async def first_data(self) -> bytes:
         """Read until the response's first body bytes arrive (a stream's first event)."""
         return (await self.head_and_first_data())[2]

@@ -99,7 +99,7 @@ def create_app(
     grace: float = GRACE,
 ) -> Quart:
     """The proxy as a Quart app; its lifespan starts and stops the shared runtime."""
-    app = Quart("eggpool")
+    app = Quart("eggpool", static_folder=None)  # the dashboard serves its own files
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         BODY_TIMEOUT=REQUEST_TIMEOUT,
