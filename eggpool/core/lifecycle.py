@@ -773,7 +773,10 @@ class RequestMachine:
                     "outcome": outcome,
                     "status": status,
                     "account": account,
+                    "model": self.request.requested_model,
                     "cost_microdollars": cost_micro,
+                    "tokens": 0 if usage is None else usage.total_tokens,
+                    "streamed": self.request.stream,
                 },
             )
         )

@@ -94,6 +94,11 @@ class Usage:
     def total_input_tokens(self) -> int:
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
+    @property
+    def total_tokens(self) -> int:
+        """Input of every kind plus output (reasoning is part of output)."""
+        return self.total_input_tokens + self.output_tokens
+
 
 @attrs.frozen(kw_only=True, slots=True)
 class StreamError:
