@@ -6,14 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit fuzz bench docs clean help
+.PHONY: demo test lint types unit chromium fuzz bench docs clean help
 
 help:
 	@echo "make demo   the proxy on loopback in front of simulated providers (DEMO_ARGS=--traffic)"
 	@echo "make test   lint, format check, mypy --strict and every test (what CI runs)"
 	@echo "make lint   ruff check + ruff format --check"
 	@echo "make types  mypy --strict eggpool"
-	@echo "make unit   pytest only"
+	@echo "make unit   pytest only (installs Debian's chromium for the browser tests if missing)"
 	@echo "make fuzz   long fuzzing runs of the parsers (FUZZ_EXAMPLES=50000 by default)"
 	@echo "make bench  the performance benchmarks (figures in docs/performance.md)"
 	@echo "make docs   regenerate the parts of docs/ generated from the code"
@@ -38,8 +38,11 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy --strict eggpool
 
-unit: $(STAMP)
+unit: $(STAMP) chromium
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest tests fuzz
+
+chromium:
+	tools/ensure-chromium
 
 test: lint types unit
 
@@ -54,4 +57,4 @@ docs: $(STAMP)
 	$(BIN)/python tools/gen_docs.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist test-artifacts

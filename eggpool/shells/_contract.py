@@ -83,6 +83,7 @@ from eggpool.shells._upstream import Receiver, UpstreamRequest
 
 if TYPE_CHECKING:
     from eggpool.shells._dashboard import StatsService
+    from eggpool.shells._live import LiveHub
 
 __all__ = [
     "CLIENT_BUFFER",
@@ -245,6 +246,7 @@ class Driver:
         self.upstream = upstream
         self.store = store
         self.stats: StatsService | None = None  # answers /api/ (the stats API) when set
+        self.live: LiveHub | None = None  # the dashboard's live updates, when set
         self._clock = clock or self._system_clock
         self._mono: Callable[[], float] | None = None  # the loop's clock, found on first use
         self._on_publish = on_publish

@@ -10,7 +10,8 @@ shells share it instead of copying it:
    loads what recovery needs, starts its writer thread, starts the Driver
    and hands the Pool its `StateLoaded` (recovery happens there, in the
    core); with `[dashboard].enabled`, the Driver also gets the stats API's
-   service, reading the store on a connection of its own;
+   service, reading the store on a connection of its own, and the live
+   updates' hub, fed by the Pool's `Publish` effects;
    `task_status.started(driver)` then tells the shell to serve;
 3. `Runtime.drain`, on a shutdown signal, feeds `ShutdownRequested`: the
    Pool refuses new requests and lets streams finish for the grace period;
@@ -52,6 +53,7 @@ from eggpool.core.events import (
 from eggpool.core.pool import REFRESH_TIMER, Pool
 from eggpool.shells._contract import Driver, UpstreamLike, close_store, loop_clock
 from eggpool.shells._dashboard import StatsService
+from eggpool.shells._live import LiveHub
 from eggpool.shells._store import Store
 from eggpool.shells._upstream import UpstreamClient
 
@@ -163,7 +165,13 @@ class Runtime:
             self._stop.set()
         config = self.config
         pool = self.pool = Pool(config, now=_now())
-        driver = self.driver = Driver(pool, upstream=self.upstream_factory(config))
+        live = LiveHub(config) if config.dashboard.enabled else None
+        driver = self.driver = Driver(
+            pool,
+            upstream=self.upstream_factory(config),
+            on_publish=live.publish if live is not None else None,
+        )
+        driver.live = live
         store = self.store_factory(config, driver.persist_failed)
         try:
             await anyio.to_thread.run_sync(store.open)
@@ -178,6 +186,8 @@ class Runtime:
                 await self._stop.wait()
                 group.cancel_scope.cancel()
         finally:
+            if live is not None:
+                live.close()
             await _aclose(driver.upstream)
             if driver.stats is not None:
                 await anyio.to_thread.run_sync(driver.stats.close)

@@ -9,10 +9,10 @@
   if (!body || !body.dataset.page) {
     return;
   }
-  const stateLabel = document.querySelector("[data-live-state]");
   const refreshSeconds = Math.max(5, Number(body.dataset.refresh || "60"));
 
   function setState(text, state) {
+    const stateLabel = document.querySelector("[data-live-state]");
     if (stateLabel) {
       stateLabel.textContent = text;
       stateLabel.dataset.state = state;
@@ -41,11 +41,12 @@
       const fresh = new DOMParser().parseFromString(text, "text/html").getElementById("content");
       const current = document.getElementById("content");
       if (fresh && current) {
-        const label = stateLabel ? stateLabel.textContent : "";
+        const label = document.querySelector("[data-live-state]");
         current.replaceWith(fresh);
         const newLabel = fresh.querySelector("[data-live-state]");
         if (newLabel && label) {
-          newLabel.textContent = label;
+          newLabel.textContent = label.textContent;
+          newLabel.dataset.state = label.dataset.state || "";
         }
       }
     } catch (error) {
@@ -53,4 +54,60 @@
     }
   }
   window.setInterval(refresh, refreshSeconds * 1000);
+
+  // Live counters: each finished request adds to the figures marked data-live.
+  function number(text) {
+    return Number(String(text).replace(/[^0-9.]/g, "")) || 0;
+  }
+  function money(value) {
+    return "$" + value.toLocaleString("en-US", {
+      minimumFractionDigits: value >= 1 ? 2 : 4,
+      maximumFractionDigits: value >= 1 ? 2 : 4,
+    });
+  }
+  function add(name, amount, format) {
+    const element = document.querySelector('[data-live="' + name + '"]');
+    if (element && amount) {
+      element.textContent = format(number(element.textContent) + amount);
+    }
+  }
+  function count(value) {
+    return Math.round(value).toLocaleString("en-US");
+  }
+  function apply(update) {
+    if (update.topic !== "request") {
+      return;
+    }
+    add("requests", 1, count);
+    add("errors", update.outcome === "completed" ? 0 : 1, count);
+    add("cost", (update.cost_microdollars || 0) / 1e6, money);
+    add("tokens", update.tokens || 0, count);
+  }
+
+  let delay = 1000;
+  function connect() {
+    if (!("WebSocket" in window)) {
+      setState("refreshing every " + refreshSeconds + " s", "polling");
+      return;
+    }
+    const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + window.location.host + "/api/live");
+    socket.addEventListener("open", function () {
+      delay = 1000;
+      setState("live", "live");
+    });
+    socket.addEventListener("message", function (event) {
+      try {
+        apply(JSON.parse(event.data));
+      } catch (error) {
+        // a message we do not understand: ignore it
+      }
+    });
+    socket.addEventListener("close", function () {
+      setState("refreshing every " + refreshSeconds + " s", "polling");
+      window.setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 60000);
+    });
+  }
+  connect();
 })();

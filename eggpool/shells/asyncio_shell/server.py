@@ -39,6 +39,8 @@ from anyio.abc import ByteStream
 
 from eggpool.core.effects import RespondBody, RespondEnd, RespondHead
 from eggpool.core.errors import LocalFailure
+from eggpool.dashboard.api import refuse
+from eggpool.shells import _live as live
 from eggpool.shells._contract import (
     KEEPALIVE_TIMEOUT,
     MAX_BODY_BYTES,
@@ -49,6 +51,7 @@ from eggpool.shells._contract import (
     Driver,
     local_answer,
 )
+from eggpool.shells._live import LIVE_PATH, handshake_headers
 
 __all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "REQUEST_TIMEOUT", "serve_connection"]
 _READ = 65536
@@ -94,6 +97,9 @@ async def _serve(
         request = await _read_request(stream, connection, reader)
         if request is None:
             return
+        if request.target.partition("?")[0] == LIVE_PATH and driver.live is not None:
+            await _live_socket(stream, connection, reader, driver, request)
+            return  # a socket is the connection's last exchange
         await _proxy(stream, connection, reader, driver, request, peer=peer)
         if connection.our_state is h11.MUST_CLOSE or connection.their_state is h11.MUST_CLOSE:
             return
@@ -223,6 +229,31 @@ async def _read_request(
         return None  # idle between requests, or a head that never ended: close quietly
     # The head arrived but not the whole body: say so (then close, as for a 413).
     return _Request(method, target, headers, LocalFailure.request_timeout(REQUEST_TIMEOUT))
+
+
+async def _live_socket(
+    stream: ByteStream,
+    connection: h11.Connection,
+    reader: _Reader,
+    driver: Driver,
+    request: _Request,
+) -> None:
+    """`/api/live`: switch to WebSocket and stream the dashboard's updates."""
+    assert driver.live is not None
+    accepted = handshake_headers(request.headers)
+    failure = live.accept(request.method, request.headers, driver.live.config)
+    if accepted is None and failure is None:
+        failure = LocalFailure.invalid_value("upgrade", "this path only speaks WebSocket")
+    if failure is not None:
+        status, headers, body = refuse(failure)
+        await _send_whole(stream, connection, status, headers, body)
+        return
+    assert accepted is not None
+    await stream.send(
+        connection.send(h11.InformationalResponse(status_code=101, headers=accepted)) or b""
+    )
+    trailing, _ = connection.trailing_data
+    await live.serve_socket(driver.live, stream.send, reader.take, trailing=bytes(trailing))
 
 
 async def _receive(stream: ByteStream) -> bytes:

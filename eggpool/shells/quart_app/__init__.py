@@ -24,6 +24,8 @@ Quart runs on asyncio only.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -34,13 +36,14 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
-from quart import Quart, Response, request
+from quart import Quart, Response, request, websocket
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from eggpool.core.config import Config
 from eggpool.core.effects import RespondBody, RespondEnd, RespondHead
 from eggpool.core.errors import LocalFailure
+from eggpool.dashboard.api import refuse
 from eggpool.shells._contract import (
     KEEPALIVE_TIMEOUT,
     MAX_BODY_BYTES,
@@ -50,6 +53,8 @@ from eggpool.shells._contract import (
     Driver,
     local_answer,
 )
+from eggpool.shells._live import LIVE_PATH, LiveHub
+from eggpool.shells._live import accept as accept_live
 from eggpool.shells._runtime import (
     GRACE,
     Runtime,
@@ -137,6 +142,21 @@ def create_app(
     async def too_slow(_: RequestTimeout) -> Response:
         return _local(LocalFailure.request_timeout(REQUEST_TIMEOUT))
 
+    @app.websocket(LIVE_PATH)
+    async def live_updates() -> Response | None:
+        driver = status.driver
+        hub = driver.live if driver is not None else None
+        if hub is None:
+            return _local(LocalFailure.unknown_route("GET", LIVE_PATH))
+        headers = tuple(websocket.headers.items())
+        failure = accept_live("GET", headers, hub.config)
+        if failure is not None:
+            code, head, body = refuse(failure)
+            return _response(body, code, head)
+        await websocket.accept()
+        await _serve_live(hub)
+        return None
+
     @app.route("/", defaults={"path": ""}, methods=_METHODS)
     @app.route("/<path:path>", methods=_METHODS, strict_slashes=False)
     async def proxy(path: str) -> Response:
@@ -146,6 +166,26 @@ def create_app(
         return await _answer(driver)
 
     return app
+
+
+async def _serve_live(hub: LiveHub) -> None:
+    """Send `hello`, then every update, until the browser leaves or the hub lets go."""
+    updates = hub.subscribe()
+    async with anyio.create_task_group() as group:
+
+        async def drain() -> None:  # read (and ignore) what the browser sends, to see it go
+            with contextlib.suppress(Exception):
+                while True:
+                    await websocket.receive()
+            group.cancel_scope.cancel()
+
+        group.start_soon(drain)
+        await websocket.send(json.dumps({"topic": "hello"}))
+        async with updates:
+            async for message in updates:
+                await websocket.send(message)
+        await websocket.close(1013)  # dropped (stalled) or shutting down: try again later
+        group.cancel_scope.cancel()
 
 
 async def _stop_when(app: Quart, runtime: Runtime) -> None:
