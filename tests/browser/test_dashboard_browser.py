@@ -62,6 +62,13 @@ async def browser() -> AsyncIterator[object]:
             await browser.close()
 
 
+async def until(page: object, selector: str, text: str, *, within: float) -> None:
+    """Wait until the element's text is `text` (fails after `within` seconds)."""
+    with anyio.fail_after(within):
+        while await page.text_content(selector) != text:  # type: ignore[attr-defined]
+            await anyio.sleep(0.02)
+
+
 async def test_every_page_renders_cleanly_in_three_themes(browser: object, tmp_path: Path) -> None:
     db = tmp_path / "usage.sqlite3"
     fill(db, 3000, end=time.time(), days=20)
@@ -98,19 +105,15 @@ async def test_a_request_shows_on_the_open_overview_within_two_seconds(
     async with serving("anyio-asyncio", two_provider_config(db), provider) as port:
         page = await browser.new_page()  # type: ignore[attr-defined]
         await page.goto(f"http://127.0.0.1:{port}/")
-        await page.wait_for_function(
-            "document.querySelector('[data-live-state]').textContent === 'live'", timeout=5000
-        )
+        # Polled from here (the page's CSP rightly forbids evaluating strings in it).
+        await until(page, "[data-live-state]", "live", within=5)
         before = await page.text_content('[data-live="requests"]')
         async with client(port) as c:
             await c.request("/v1/chat/completions", CHAT)
             status, _, _ = await c.response()
         assert status == 200
         started = anyio.current_time()
-        await page.wait_for_function(
-            "document.querySelector('[data-live=\"requests\"]').textContent === '1'",
-            timeout=2000,
-        )
+        await until(page, '[data-live="requests"]', "1", within=2)
         took = anyio.current_time() - started
         tokens = await page.text_content('[data-live="tokens"]')
         await page.close()
