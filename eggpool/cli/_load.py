@@ -15,7 +15,7 @@ from pathlib import Path
 
 import attrs
 
-from eggpool.core.config import Config, ConfigError, parse_config
+from eggpool.core.config import Config, ConfigError, ConfigProblem, parse_config
 
 __all__ = ["ConfigLocation", "LoadError", "load_config", "resolve_config_path"]
 
@@ -90,13 +90,39 @@ def load_config(location: ConfigLocation, env: Mapping[str, str]) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise LoadError([_toml_error(path, str(exc))]) from None
     try:
-        return parse_config(document, env, base_dir=str(path.parent))
+        config = parse_config(document, env, base_dir=str(path.parent))
     except ConfigError as exc:
         count = len(exc.problems)
         noun = "problem" if count == 1 else "problems"
         lines = [f"{path}: invalid configuration, {count} {noun}:"]
         lines += [f"  {problem}" for problem in exc.problems]
         raise LoadError(lines) from None
+    found = dashboard_warnings(config)
+    return attrs.evolve(config, warnings=(*config.warnings, *found)) if found else config
+
+
+def dashboard_warnings(config: Config) -> tuple[ConfigProblem, ...]:
+    """What the files say about `[dashboard]`: a themes_dir that is not a directory, a
+    default theme that no theme file (nor the built-in `default`) provides."""
+    dashboard = config.dashboard
+    if not dashboard.enabled:
+        return ()
+    from eggpool.dashboard.themes import theme_names  # noqa: PLC0415 (only when checking)
+
+    problems = []
+    if dashboard.themes_dir is not None and not Path(dashboard.themes_dir).expanduser().is_dir():
+        problems.append(
+            ConfigProblem("dashboard.themes_dir", f"{dashboard.themes_dir} is not a directory")
+        )
+    if dashboard.theme not in theme_names(dashboard.themes_dir):
+        problems.append(
+            ConfigProblem(
+                "dashboard.theme",
+                f"no theme named {dashboard.theme!r} is bundled or in themes_dir; "
+                "pages use the built-in 'default'",
+            )
+        )
+    return tuple(problems)
 
 
 def _toml_error(path: Path, message: str) -> str:

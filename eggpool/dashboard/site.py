@@ -143,11 +143,14 @@ def route(
     config: Config,
     *,
     now: float,
+    default_theme: str | None = None,
 ) -> PageCall | StaticFile | LocalFailure:
-    """What to do with a request for a dashboard `target` (path and query)."""
+    """What to do with a request for a dashboard `target` (path and query); a page without
+    `theme` gets `default_theme` (by default `[dashboard].theme`)."""
     path, _, query = target.partition("?")
+    default = default_theme or config.dashboard.theme
     if path.startswith("/static/"):
-        return _static(method, path, query, config)
+        return _static(method, path, query, default)
     page, request_id = PAGES.get(path), None
     if page is None and path.startswith("/traces/"):
         page, request_id = PAGES["/traces/"], path.removeprefix("/traces/")
@@ -161,7 +164,7 @@ def route(
         failure = authenticate_page(config.server.api_key, headers)
         if failure is not None:
             return failure
-    pairs, theme = _split_theme(query, config.dashboard.theme)
+    pairs, theme = _split_theme(query, default)
     if isinstance(theme, LocalFailure):
         return theme
     parsed = parse_query(pairs, page.params, now=now, limits=page.limits)
@@ -206,11 +209,11 @@ def static_body(name: str) -> bytes:
     return resources.files("eggpool.dashboard").joinpath("static", name).read_bytes()
 
 
-def _static(method: str, path: str, query: str, config: Config) -> StaticFile | LocalFailure:
+def _static(method: str, path: str, query: str, default: str) -> StaticFile | LocalFailure:
     if method.upper() != "GET":
         return LocalFailure.method_not_allowed(method, path, ("GET",))
     if path == _THEME_CSS:
-        pairs, theme = _split_theme(query, config.dashboard.theme)
+        pairs, theme = _split_theme(query, default)
         if isinstance(theme, LocalFailure):
             return theme
         if pairs:

@@ -86,7 +86,9 @@ class StatsService:
     async def _page(
         self, method: str, target: str, headers: tuple[tuple[str, str], ...], now: float
     ) -> Answer:
-        routed = site.route(method, target, headers, self.config, now=now)
+        routed = site.route(
+            method, target, headers, self.config, now=now, default_theme=self._default_theme()
+        )
         if isinstance(routed, LocalFailure):
             return _refused_page(routed)
         if isinstance(routed, site.StaticFile):
@@ -166,6 +168,12 @@ class StatsService:
             for name, value in site.page_headers(file.content_type)
         )
         return 200, headers, body
+
+    def _default_theme(self) -> str:
+        """`[dashboard].theme`, or the built-in `default` when no file provides it
+        (`eggpool check-config` warns about that)."""
+        configured = self.config.dashboard.theme
+        return configured if configured in self._theme_names() else themes.DEFAULT_THEME.name
 
     def _theme_names(self) -> list[str]:
         if self._themes is None:

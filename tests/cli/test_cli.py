@@ -119,6 +119,26 @@ def test_check_config_prints_warnings_but_still_succeeds(home: Path) -> None:
     assert 'server.prot: unknown key, ignored (did you mean "port"?)' in result.stdout
 
 
+def test_check_config_warns_about_a_theme_no_file_provides(home: Path) -> None:
+    themes = home / "my-themes"
+    themes.mkdir()
+    (themes / "Mine.toml").write_text((Path(__file__).parents[2] / "themes" / "Nord.toml")
+                                      .read_text("utf-8"), "utf-8")  # fmt: skip
+    good = write(
+        home / "ok.toml", f'{GOOD}\n[dashboard]\ntheme = "Mine"\nthemes_dir = "{themes}"\n'
+    )
+    bad = write(home / "bad.toml", f'{GOOD}\n[dashboard]\ntheme = "Nope"\n')
+    ok = run("--config", str(good), "check-config", env=ENV)
+    warned = run("--config", str(bad), "check-config", env=ENV)
+    assert ok.exit_code == 0
+    assert "warning" not in ok.stdout
+    assert warned.exit_code == 0
+    assert (
+        "dashboard.theme: no theme named 'Nope' is bundled or in themes_dir; "
+        "pages use the built-in 'default'"
+    ) in warned.stdout
+
+
 def test_check_config_reports_malformed_toml_with_line_and_column(home: Path) -> None:
     path = write(home / "c.toml", "[server]\nport = \n")
     result = run("--config", str(path), "check-config")

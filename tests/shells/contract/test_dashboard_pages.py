@@ -15,6 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 from eggpool.core.effects import RequestFinalized, RequestStarted
@@ -163,3 +164,14 @@ async def test_a_chosen_theme_is_kept_in_every_link(shell: str, db: Path) -> Non
     assert 'href="/static/theme.css?theme=Nord"' in body
     assert 'href="/models?period=7d&amp;theme=Nord"' in body
     assert "<option selected>Nord</option>" in body
+
+
+async def test_a_missing_default_theme_falls_back_to_the_built_in_one(
+    shell: str, db: Path
+) -> None:
+    config = two_provider_config(db)
+    config = attrs.evolve(config, dashboard=attrs.evolve(config.dashboard, theme="Gone"))
+    async with serving(shell, config, Provider({})) as port:
+        status, _, body = await get(port, "/")
+    assert status == 200
+    assert 'href="/static/theme.css?theme=default"' in body
