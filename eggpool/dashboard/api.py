@@ -83,6 +83,8 @@ ENDPOINTS: dict[str, Endpoint] = {
         ),
         Endpoint(name="errors", params=_FILTERS | {"limit"}),
         Endpoint(name="latency", params=_FILTERS | {"limit"}),
+        Endpoint(name="attempts", params=frozenset({"period", "account", "provider", "limit"})),
+        Endpoint(name="retries", params=frozenset({"period", "account", "provider", "limit"})),
         Endpoint(name="backoffs", params=frozenset()),
         Endpoint(
             name="operational", params=frozenset({"period", "kind", "limit"}), limits=(1, 200, 50)

@@ -365,8 +365,20 @@ def _timeseries(context: Context, data: Mapping[str, Any]) -> str:
     )
 
 
+_ATTEMPT_HEADINGS = (
+    "Account",
+    "Provider",
+    "Attempts",
+    "Failed",
+    "Failure rate",
+    "Failed over",
+    "Avg latency",
+)
+
+
 def _reliability(context: Context, data: Mapping[str, Any]) -> str:
     errors, pending, backoffs = data["errors"], data["pending"], data["backoffs"]
+    attempts = data["attempts"]
     cards = (
         h.card("Errors", h.count(errors["errors"]), f"{h.share(errors['error_rate'])} of requests")
         + h.card(
@@ -376,7 +388,29 @@ def _reliability(context: Context, data: Mapping[str, Any]) -> str:
         )
         + h.card("Stale pending", h.count(pending["stale_pending"]), "pending over 15 minutes")
         + h.card("Cooldowns", h.count(len(backoffs["backoffs"])), "running now")
+        + h.card(
+            "Upstream attempts",
+            h.count(attempts["attempts"]),
+            f"{h.share(attempts['failure_rate'])} failed, "
+            f"{h.share(attempts['failover_rate'])} failed over",
+        )
     )
+    attempt_rows = [
+        [
+            h.e(a["account"]),
+            h.e(a["provider"]),
+            h.count(a["attempts"]),
+            h.count(a["failed"]),
+            h.share(a["failure_rate"]),
+            h.count(a["failovers"]),
+            h.seconds(a["avg_latency_s"]),
+        ]
+        for a in attempts["accounts"]
+    ]
+    retry_rows = [
+        [h.e(r["category"]), h.count(r["attempts"]), h.share(r["share"]), h.count(r["failovers"])]
+        for r in data["retries"]["categories"]
+    ]
     error_rows = [
         [h.e(e["outcome"]), h.e(e["status"]), h.count(e["requests"])]
         for e in errors["by_outcome_and_status"]
@@ -394,6 +428,16 @@ def _reliability(context: Context, data: Mapping[str, Any]) -> str:
     return (
         f'<div class="cards">{cards}</div>'
         + h.table("Errors by outcome and status", ("Outcome", "Status", "Requests"), error_rows)
+        + h.table(
+            "Upstream attempts by account",
+            _ATTEMPT_HEADINGS,
+            attempt_rows,
+        )
+        + h.table(
+            "Failed attempts by retry category",
+            ("Category", "Attempts", "Share", "Failed over"),
+            retry_rows,
+        )
         + h.table(
             "Running cooldowns", ("Provider", "Account", "Model", "Reason", "Until"), backoff_rows
         )

@@ -139,6 +139,8 @@ class StatsService:
             return {"series": stats.timeseries(grouped)}
         if name == "reliability":
             return {
+                "attempts": stats.attempts(q),
+                "retries": stats.retries(q),
                 "errors": stats.errors(q),
                 "pending": stats.pending_health(now),
                 "backoffs": stats.backoffs(now),
@@ -219,6 +221,10 @@ class StatsService:
                 return stats.errors(q)
             case "latency":
                 return stats.latency(q)
+            case "attempts":
+                return stats.attempts(q)
+            case "retries":
+                return stats.retries(q)
             case "backoffs":
                 return stats.backoffs(now)
             case "operational":

@@ -35,6 +35,7 @@ from eggpool.core.config import Config
 from eggpool.core.ledger import WINDOW_SECONDS, account_limits
 from eggpool.dashboard.params import StatsQuery
 from eggpool.shells import _stats_shape as shape
+from eggpool.shells._stats_attempts import attempt_stats, retry_stats
 from eggpool.shells._store_rollups import EXACTNESS, LATENCY_EDGES, bucket_columns
 
 __all__ = ["STALE_PENDING_S", "Stats"]
@@ -73,24 +74,6 @@ _BUCKETS = ", ".join(f"SUM({column})" for column in bucket_columns())
 _TOTALS = {"rolled": _ROLLED, "raw": _RAW}
 _COUNTS = {"rolled": "SUM(requests)", "raw": "COUNT(*)"}
 _UNIT = {"hour": _HOUR, "day": 86400}
-
-
-def _spans(q: StatsQuery, *, days: bool) -> list[tuple[str, float, float]]:
-    """How to read `[q.start, q.end)`: ("day", first, end) and ("hour", first, end) ranges of
-    rollups (unit numbers, end excluded) and ("raw", start, end) seconds of request rows."""
-    first_hour, end_hour = math.ceil(q.start / _HOUR), math.floor(q.end / _HOUR)
-    if first_hour >= end_hour:
-        return [("raw", q.start, q.end)]
-    spans: list[tuple[str, float, float]] = []
-    hours = [(first_hour, end_hour)]
-    first_day, end_day = math.ceil(q.start / 86400), math.floor(q.end / 86400)
-    if days and first_day < end_day:
-        spans.append(("day", first_day, end_day))
-        hours = [(first_hour, first_day * 24), (end_day * 24, end_hour)]
-    spans += [("hour", low, high) for low, high in hours if low < high]
-    edges = [(q.start, first_hour * _HOUR), (end_hour * _HOUR, q.end)]
-    spans += [("raw", low, high) for low, high in edges if low < high]
-    return spans
 
 
 class Stats:
@@ -313,6 +296,12 @@ class Stats:
             "stale_after_s": STALE_PENDING_S,
         }
 
+    def attempts(self, q: StatsQuery) -> dict[str, object]:
+        return attempt_stats(self._conn, q)
+
+    def retries(self, q: StatsQuery) -> dict[str, object]:
+        return retry_stats(self._conn, q)
+
     def recent_requests(self, q: StatsQuery) -> dict[str, object]:
         where = ["started_at >= ?", "started_at < ?"]
         params: list[object] = [q.start, q.end]
@@ -422,7 +411,7 @@ class Stats:
         """The period's rows, grouped by the time `bucket` (seconds; first, when given) and
         `by`: day rollups for its whole days, hour rollups for its whole hours around them,
         request rows for the partial hours at its ends."""
-        for unit, low, high in _spans(q, days=bucket is None or bucket % 86400 == 0):
+        for unit, low, high in shape.spans(q, days=bucket is None or bucket % 86400 == 0):
             if unit == "raw":
                 keys = [_KEYS_RAW[k] for k in by]
                 if bucket is not None:
@@ -455,7 +444,7 @@ class Stats:
         """Average and estimated p50 / p90 / p99 (seconds) of `kind` over the period."""
         counts = [0] * (len(LATENCY_EDGES) + 1)
         keys = {"account": "account", "provider": "", "model": "model"}
-        for unit, low, high in _spans(q, days=True):
+        for unit, low, high in shape.spans(q, days=True):
             if unit == "raw":
                 where, params = self._filters(q, _KEYS_RAW)
                 where[:0] = [

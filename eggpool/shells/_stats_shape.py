@@ -10,6 +10,7 @@ API may be public.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "period",
     "quantile",
     "request",
+    "spans",
     "tokens",
     "usd",
     "with_model",
@@ -172,3 +174,21 @@ def quantile(counts: list[int], q: float, top: float | None) -> float | None:
 def counts(rows: Mapping[tuple[Any, ...], Totals]) -> dict[str, int]:
     """Requests per single-column group (an empty key is `unknown`), sorted by key."""
     return {key[0] or "unknown": r["requests"] for key, r in sorted(rows.items())}
+
+
+def spans(q: StatsQuery, *, days: bool) -> list[tuple[str, float, float]]:
+    """How to read `[q.start, q.end)`: ("day", first, end) and ("hour", first, end) ranges of
+    rollups (unit numbers, end excluded) and ("raw", start, end) seconds of request rows."""
+    first_hour, end_hour = math.ceil(q.start / 3600), math.floor(q.end / 3600)
+    if first_hour >= end_hour:
+        return [("raw", q.start, q.end)]
+    spans: list[tuple[str, float, float]] = []
+    hours = [(first_hour, end_hour)]
+    first_day, end_day = math.ceil(q.start / 86400), math.floor(q.end / 86400)
+    if days and first_day < end_day:
+        spans.append(("day", first_day, end_day))
+        hours = [(first_hour, first_day * 24), (end_day * 24, end_hour)]
+    spans += [("hour", low, high) for low, high in hours if low < high]
+    edges = [(q.start, first_hour * 3600), (end_hour * 3600, q.end)]
+    spans += [("raw", low, high) for low, high in edges if low < high]
+    return spans

@@ -18,7 +18,11 @@ them and request rows only for the partial hours at its ends.
 - `latency_hours` / `latency_days` (hour or day, account, model, kind): a
   histogram of latency or TTFT over fixed buckets, one column per bucket
   (`b0` ...), from which percentiles are estimated (sums cannot give a
-  p99).
+  p99);
+- `attempt_hours` / `attempt_days` (hour or day, account, provider, retry
+  category ('' for a success), HTTP status (0 for none)): upstream
+  attempts, how many failed over, and their latency sum and count, counted
+  when the attempt is stored (by the hour it ended).
 
 The tables are `WITHOUT ROWID`, clustered by their key: a time range is
 one contiguous read.
@@ -120,6 +124,21 @@ CREATE TABLE latency_{{unit}}s (
 ) WITHOUT ROWID
 """
 
+_ATTEMPTS_TABLE = """
+CREATE TABLE attempt_{unit}s (
+    {unit} INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    category TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failovers INTEGER NOT NULL DEFAULT 0,
+    latency_sum REAL NOT NULL DEFAULT 0,
+    latency_count INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY ({unit}, account, provider, category, http_status)
+) WITHOUT ROWID
+"""
+
 UNITS = {"hour": 3600, "day": 86400}
 """The rollups' resolutions: each has its three tables, `request_hours` ... `latency_days`."""
 
@@ -204,8 +223,29 @@ def _count_statements(r: str, unit: str) -> list[str]:
     return statements
 
 
+def _attempt_statements(r: str, unit: str) -> list[str]:
+    """The statements that count attempt row `r` into the `unit` attempt rollups."""
+    key = {
+        unit: f"CAST({r}.ended_at / {UNITS[unit]} AS INTEGER)",
+        "account": f"{r}.account",
+        "provider": f"{r}.provider",
+        "category": f"COALESCE({r}.category, '')",
+        "http_status": f"COALESCE({r}.http_status, 0)",
+    }
+    return _upsert(
+        f"attempt_{unit}s",
+        key,
+        f"attempts = attempts + 1, failovers = failovers + ({r}.failover != 0), "
+        f"latency_sum = latency_sum + COALESCE({r}.latency, 0), "
+        f"latency_count = latency_count + ({r}.latency IS NOT NULL)",
+    )
+
+
 def _triggers() -> list[str]:
     body = ";\n".join(stmt for unit in UNITS for stmt in _count_statements("NEW", unit)) + ";"
+    attempts = (
+        ";\n".join(stmt for unit in UNITS for stmt in _attempt_statements("NEW", unit)) + ";"
+    )
     return [
         f"""CREATE TRIGGER requests_count_inserted AFTER INSERT ON requests
             WHEN NEW.status = 'finalized' AND NEW.finalized_at IS NOT NULL
@@ -214,6 +254,8 @@ def _triggers() -> list[str]:
             WHEN OLD.status = 'pending' AND NEW.status = 'finalized'
                  AND NEW.finalized_at IS NOT NULL
             BEGIN {body} END""",
+        f"""CREATE TRIGGER attempts_count_inserted AFTER INSERT ON attempts
+            BEGIN {attempts} END""",
     ]
 
 
@@ -252,11 +294,18 @@ def migrate_rollups(conn: sqlite3.Connection) -> None:
     """Schema version 4: the rollup tables, the counting triggers, the counts of what is
     already stored, and an index of requests by start time (recent requests)."""
     statements: list[str] = []
-    for unit in UNITS:
-        statements += [
-            table.format(unit=unit) for table in (_REQUESTS_TABLE, _OUTCOMES_TABLE, _LATENCY_TABLE)
-        ]
+    tables = (_REQUESTS_TABLE, _OUTCOMES_TABLE, _LATENCY_TABLE, _ATTEMPTS_TABLE)
+    for unit, seconds in UNITS.items():
+        statements += [table.format(unit=unit) for table in tables]
         statements += _backfill(unit)
+        statements.append(
+            f"""INSERT INTO attempt_{unit}s ({unit}, account, provider, category, http_status,
+                    attempts, failovers, latency_sum, latency_count)
+                SELECT CAST(ended_at / {seconds} AS INTEGER), account, provider,
+                       COALESCE(category, ''), COALESCE(http_status, 0), COUNT(*),
+                       SUM(failover != 0), SUM(COALESCE(latency, 0)), COUNT(latency)
+                FROM attempts GROUP BY 1, 2, 3, 4, 5"""
+        )
     statements += _triggers()
     # Recent requests (pending ones too) are listed newest first by their start.
     statements.append("CREATE INDEX requests_started_at ON requests (started_at)")

@@ -223,3 +223,34 @@ def test_recent_requests_and_a_trace_never_show_the_client(stats: Stats) -> None
     assert trace is not None
     assert trace["attempts"][-1]["account"] == "a2"
     assert "client" not in trace["request"]
+
+
+@pytest.mark.parametrize("text", ["period=1h", "period=7d", "period=30d&account=c1"])
+def test_attempts_and_retries_equal_the_attempt_rows(
+    stats: Stats, generated: Path, text: str
+) -> None:
+    q = query(text)
+    where, params = "ended_at >= ? AND ended_at < ?", [q.start, q.end]
+    if q.account is not None:
+        where += " AND account = ?"
+        params.append(q.account)
+    with sqlite3.connect(generated) as conn:
+        total, failovers, failed = conn.execute(
+            f"SELECT count(*), sum(failover), sum(category IS NOT NULL) FROM attempts "
+            f"WHERE {where}",
+            params,
+        ).fetchone()
+        categories = dict(
+            conn.execute(
+                f"SELECT category, count(*) FROM attempts WHERE {where} "
+                "AND category IS NOT NULL GROUP BY category",
+                params,
+            ).fetchall()
+        )
+    attempts = stats.attempts(q)
+    assert attempts["attempts"] == total
+    assert attempts["failovers"] == (failovers or 0)
+    assert attempts["failed"] == (failed or 0)
+    assert sum(a["attempts"] for a in attempts["accounts"]) == total
+    retries = stats.retries(q)
+    assert {c["category"]: c["attempts"] for c in retries["categories"]} == categories

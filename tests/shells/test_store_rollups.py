@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eggpool.core.effects import Record, RequestFinalized, RequestStarted
+from eggpool.core.effects import AttemptEnded, Record, RequestFinalized, RequestStarted
 from eggpool.core.usage import Usage
 from eggpool.shells._store_rollups import LATENCY_EDGES, UNITS, bucket_columns
 from eggpool.shells._store_schema import migrate, prepare_batch
@@ -115,8 +115,23 @@ def expected_histogram(
     return counts
 
 
+def _attempts_expected(unit: str) -> str:
+    return f"""
+SELECT CAST(ended_at / {UNITS[unit]} AS INTEGER), account, provider, COALESCE(category, ''),
+       COALESCE(http_status, 0), COUNT(*), SUM(failover != 0), COUNT(latency)
+FROM attempts GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+"""
+
+
 def assert_consistent(conn: sqlite3.Connection) -> None:
     for unit in UNITS:
+        attempts = (
+            f"SELECT {unit}, account, provider, category, http_status, attempts, failovers, "
+            f"latency_count FROM attempt_{unit}s ORDER BY 1, 2, 3, 4, 5"
+        )
+        assert (
+            conn.execute(attempts).fetchall() == conn.execute(_attempts_expected(unit)).fetchall()
+        )
         assert conn.execute(_rolled(unit)).fetchall() == conn.execute(_expected(unit)).fetchall()
         outcomes = f"SELECT * FROM outcome_{unit}s ORDER BY 1, 2, 3, 4, 5, 6"
         assert (
@@ -161,6 +176,18 @@ _ids = st.sampled_from([f"r{n}" for n in range(12)])
 _records = st.one_of(
     st.builds(started, _ids, st.floats(T0, T0 + 5 * HOUR, allow_nan=False)),
     st.builds(
+        AttemptEnded,
+        request_id=_ids,
+        attempt_id=st.sampled_from(["x#1", "x#2", "y#1"]),  # retried records repeat ids
+        account=st.sampled_from(["a", "b"]),
+        provider=st.sampled_from(["p", "q"]),
+        at=st.floats(T0, T0 + 50 * HOUR, allow_nan=False),
+        status=st.sampled_from([None, 200, 429, 500]),
+        category=st.sampled_from([None, "rate_limited", "server_error"]),
+        failover=st.booleans(),
+        latency=st.one_of(st.none(), st.floats(0, 100, allow_nan=False)),
+    ),
+    st.builds(
         finalized,
         _ids,
         st.floats(T0, T0 + 5 * HOUR, allow_nan=False),
@@ -196,7 +223,11 @@ def test_rollups_always_equal_the_rows_they_summarize(batches: list[list[Record]
 
 def test_upgrading_to_version_4_counts_the_requests_already_stored() -> None:
     conn = database(target=3)
-    write(conn, [started("a", T0), finalized("a", T0 + 2), started("b", T0 + 3)])
+    attempt = AttemptEnded(
+        request_id="a", attempt_id="a#1", account="x", provider="p", at=T0 + 1, status=429,
+        category="rate_limited", failover=True, latency=0.5,
+    )  # fmt: skip
+    write(conn, [started("a", T0), attempt, finalized("a", T0 + 2), started("b", T0 + 3)])
     write(conn, [finalized("c", T0 + 2 * HOUR, latency=31.0, ttft=None)])
     migrate(conn)
     assert_consistent(conn)

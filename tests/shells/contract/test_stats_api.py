@@ -134,6 +134,7 @@ async def test_a_private_dashboard_needs_the_key_everywhere(shell: str, db: Path
         ("/api/stats/summary?colour=red", "colour"),
         ("/api/stats/summary?period=1h&period=2h", "period"),
         ("/api/stats/recent-requests?status=99", "status"),
+        ("/api/stats/attempts?model=m", "model"),
     ],
 )
 async def test_bad_parameters_get_a_400_naming_them(
@@ -171,7 +172,14 @@ async def test_one_requests_trace_has_its_attempt_chain(shell: str, db: Path) ->
         _, _, recent = await get(port, "/api/stats/recent-requests?limit=5")
         request_id = recent["requests"][0]["request_id"]
         status, _, trace = await get(port, f"/api/stats/recent/{request_id}")
+        _, _, attempts = await get(port, "/api/stats/attempts?period=1h")
+        _, _, retries = await get(port, "/api/stats/retries?period=1h")
     assert status == 200
     assert trace["request"]["account"] == "a2"
     assert [(a["account"], a["status"]) for a in trace["attempts"]] == [("a1", 429), ("a2", 200)]
     assert "client" not in trace["request"]  # never the client's address
+    assert (attempts["attempts"], attempts["failovers"], attempts["failed"]) == (2, 1, 1)
+    assert attempts["by_status"] == {"200": 1, "429": 1}
+    assert [(c["category"], c["attempts"]) for c in retries["categories"]] == [
+        ("rate_limited", 1)
+    ]
