@@ -180,6 +180,4 @@ async def test_one_requests_trace_has_its_attempt_chain(shell: str, db: Path) ->
     assert "client" not in trace["request"]  # never the client's address
     assert (attempts["attempts"], attempts["failovers"], attempts["failed"]) == (2, 1, 1)
     assert attempts["by_status"] == {"200": 1, "429": 1}
-    assert [(c["category"], c["attempts"]) for c in retries["categories"]] == [
-        ("rate_limited", 1)
-    ]
+    assert [(c["category"], c["attempts"]) for c in retries["categories"]] == [("rate_limited", 1)]
