@@ -74,10 +74,23 @@
   function count(value) {
     return Math.round(value).toLocaleString("en-US");
   }
+  // Charts and tables follow a few seconds after the counters: one refresh of the
+  // content for a burst of updates, not one per request.
+  let pending = 0;
+  function soon() {
+    if (!pending) {
+      pending = window.setTimeout(function () {
+        pending = 0;
+        refresh();
+      }, 3000);
+    }
+  }
+
   function apply(update) {
     if (update.topic !== "request") {
       return;
     }
+    soon();
     add("requests", 1, count);
     add("errors", update.outcome === "completed" ? 0 : 1, count);
     add("cost", (update.cost_microdollars || 0) / 1e6, money);
