@@ -42,7 +42,8 @@ def access_log(record: RequestFinalized) -> Log:
     )
 
 
-def backoff_record(change: BackoffChange) -> Persist:
+def backoff_record(change: BackoffChange, at: float) -> Persist:
+    """The record of a cooldown that started, changed or ended at `at` (wall clock)."""
     return Persist(
         record=BackoffChanged(
             provider=change.provider,
@@ -51,5 +52,6 @@ def backoff_record(change: BackoffChange) -> Persist:
             reason=change.reason,
             until=change.until,
             probe_at=change.probe_at,
+            at=at,
         )
     )

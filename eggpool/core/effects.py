@@ -183,6 +183,7 @@ class BackoffChanged:
     reason: str
     until: float | None  # None: the backoff ended
     probe_at: float | None = None
+    at: float  # when it changed (wall clock): the account events' time
 
 
 @attrs.frozen(kw_only=True, slots=True)

@@ -626,7 +626,7 @@ class RequestMachine:
         changes = services.health.record_failure(
             attempt.account, self.request.model, decision, now.wall, attempt.attempt_id
         )
-        effects += [backoff_record(change) for change in changes]
+        effects += [backoff_record(change, now.wall) for change in changes]
         effects.append(self._attempt_record(attempt, now, decision))
         self._last_failure = (attempt, decision)
         if self._committed:  # bytes reached the client: end the stream with an error
@@ -642,7 +642,7 @@ class RequestMachine:
     def _succeed(self, attempt: _Attempt, now: Now) -> list[Effect]:
         services = self.services
         changes = services.health.record_success(attempt.account, self.request.model, now.wall)
-        effects: list[Effect] = [backoff_record(change) for change in changes]
+        effects: list[Effect] = [backoff_record(change, now.wall) for change in changes]
         effects.append(self._attempt_record(attempt, now, None))
         services.router.confirm(self.session, attempt.account, now.wall)
         effects.append(RespondEnd(request_id=self.request_id))

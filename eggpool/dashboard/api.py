@@ -87,6 +87,11 @@ ENDPOINTS: dict[str, Endpoint] = {
         Endpoint(name="retries", params=frozenset({"period", "account", "provider", "limit"})),
         Endpoint(name="backoffs", params=frozenset()),
         Endpoint(
+            name="events",
+            params=frozenset({"period", "account", "provider", "kind", "limit"}),
+            limits=(1, 200, 50),
+        ),
+        Endpoint(
             name="operational", params=frozenset({"period", "kind", "limit"}), limits=(1, 200, 50)
         ),
         Endpoint(name="pending-health", params=frozenset()),

@@ -445,9 +445,27 @@ def _reliability(context: Context, data: Mapping[str, Any]) -> str:
 
 
 def _events(context: Context, data: Mapping[str, Any]) -> str:
-    events = data["operational"]
-    rows = [[h.e(h.when(ev["at"])), h.e(ev["kind"]), h.e(ev["detail"])] for ev in events["events"]]
-    return h.table("Operational events", ("When", "Kind", "Detail"), rows)
+    accounts = data["accounts"]
+    account_rows = [
+        [
+            h.e(h.when(ev["at"])),
+            h.e(ev["account"] or "all"),
+            h.e(ev["provider"]),
+            h.e(ev["model"] or "all"),
+            h.tag("cooldown", "error") if ev["kind"] == "cooldown" else h.tag("ended", "success"),
+            h.e(ev["reason"]),
+            h.e(h.when(ev["until"]) if ev["until"] is not None else "-"),
+        ]
+        for ev in accounts["events"]
+    ]
+    operational = [
+        [h.e(h.when(ev["at"])), h.e(ev["kind"]), h.e(ev["detail"])]
+        for ev in data["operational"]["events"]
+    ]
+    headings = ("When", "Account", "Provider", "Model", "Event", "Reason", "Until")
+    return h.table("Account events: cooldowns started and ended", headings, account_rows) + (
+        h.table("Operational events", ("When", "Kind", "Detail"), operational)
+    )
 
 
 def _traces(context: Context, data: Mapping[str, Any]) -> str:

@@ -83,7 +83,13 @@ PAGES: dict[str, Page] = {
             limits=(1, 25, 8),
         ),
         Page(name="reliability", path="/reliability", title="Reliability"),
-        Page(name="events", path="/events", title="Events"),
+        Page(
+            name="events",
+            path="/events",
+            title="Events",
+            params=frozenset({"period", "account", "provider", "limit"}),
+            limits=(1, 200, 50),
+        ),
         Page(
             name="traces",
             path="/traces",

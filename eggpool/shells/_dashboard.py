@@ -146,7 +146,7 @@ class StatsService:
                 "backoffs": stats.backoffs(now),
             }
         if name == "events":
-            return {"operational": stats.operational(q)}
+            return {"accounts": stats.account_events(q), "operational": stats.operational(q)}
         if name == "traces":
             return {"recent": stats.recent_requests(q)}
         if name == "trace":
@@ -227,6 +227,8 @@ class StatsService:
                 return stats.retries(q)
             case "backoffs":
                 return stats.backoffs(now)
+            case "events":
+                return stats.account_events(q)
             case "operational":
                 return stats.operational(q)
             case "pending-health":

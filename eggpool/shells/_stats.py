@@ -281,6 +281,42 @@ class Stats:
             "events": [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in recent],
         }
 
+    def account_events(self, q: StatsQuery) -> dict[str, object]:
+        """Cooldowns started, lengthened and ended over the period: counts and the latest."""
+        where = ["at >= ?", "at < ?"]
+        params: list[object] = [q.start, q.end]
+        for column, value in (("account", q.account), ("provider", q.provider), ("kind", q.kind)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = " AND ".join(where)
+        counts = self._conn.execute(
+            f"SELECT kind, reason, count(*) FROM account_events WHERE {clause} "
+            "GROUP BY kind, reason ORDER BY 3 DESC, 1, 2",
+            params,
+        ).fetchall()
+        recent = self._conn.execute(
+            "SELECT at, provider, account, model, kind, reason, until FROM account_events "
+            f"WHERE {clause} ORDER BY at DESC, id DESC LIMIT ?",
+            [*params, q.limit or 50],
+        ).fetchall()
+        return {
+            **shape.period(q),
+            "counts": [{"kind": k, "reason": r, "events": n} for k, r, n in counts],
+            "events": [
+                {
+                    "at": at,
+                    "provider": provider,
+                    "account": account or None,
+                    "model": model or None,
+                    "kind": kind,
+                    "reason": reason,
+                    "until": None if until is None or math.isinf(until) else until,
+                }
+                for at, provider, account, model, kind, reason, until in recent
+            ],
+        }
+
     def pending_health(self, now: float) -> dict[str, object]:
         count, oldest = self._conn.execute(
             "SELECT count(*), min(started_at) FROM requests WHERE status = 'pending'"

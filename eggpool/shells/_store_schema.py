@@ -22,7 +22,8 @@ Version 1 is the initial schema. Version 2 adds an index for per-account
 attempt statistics; it is also what keeps the "upgrade from every earlier
 version" test honest (tests/shells/test_store.py). Version 3 keeps each
 request's routing entropy and session; version 4 adds the hourly rollups
-the stats read (`_store_rollups`).
+the stats read (`_store_rollups`); version 5 the history of cooldowns
+(`account_events`).
 
 Rows (`prepare_batch`, used by eggpool/shells/_store_writer.py). Times are
 wall-clock Unix seconds as REAL; money is integer microdollars; a backoff's
@@ -205,11 +206,30 @@ _V3 = _sql(
     "ALTER TABLE requests ADD COLUMN session TEXT",
 )
 
+_V5 = _sql(
+    # The history of cooldowns (the dashboard's account events): one row per change of a
+    # backoff, kept `retain_event_days`. `backoffs` holds only the running ones.
+    """
+    CREATE TABLE account_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        provider TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        until REAL
+    )
+    """,
+    "CREATE INDEX account_events_at ON account_events (at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", apply=_V1),
     Migration(version=2, name="index attempts by account and time", apply=_V2),
     Migration(version=3, name="requests keep their routing entropy and session", apply=_V3),
     Migration(version=4, name="hourly rollups of finalized requests", apply=migrate_rollups),
+    Migration(version=5, name="account events: the history of cooldowns", apply=_V5),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -374,6 +394,10 @@ WHERE requests.status = 'pending'
 """
 
 _INSERT_EVENT = "INSERT INTO operational_events (at, kind, detail) VALUES (?, ?, ?)"
+_INSERT_ACCOUNT_EVENT = """
+INSERT INTO account_events (at, provider, account, model, kind, reason, until)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
 
 _UPSERT_BACKOFF = """
 INSERT INTO backoffs (provider, account, model, reason, until, probe_at, updated_at)
@@ -428,6 +452,14 @@ RETENTION_STATEMENTS: tuple[tuple[str, str], ...] = (
         """,
     ),
     (
+        "account_events",
+        """
+        DELETE FROM account_events WHERE id IN (
+            SELECT id FROM account_events WHERE at < :event_cutoff
+            ORDER BY at LIMIT :limit)
+        """,
+    ),
+    (
         "backoffs",
         """
         DELETE FROM backoffs WHERE rowid IN (
@@ -449,6 +481,7 @@ class Batch:
     finalized: list[Row] = attrs.Factory(list)
     events: list[Row] = attrs.Factory(list)
     backoffs: list[tuple[bool, list[Row]]] = attrs.Factory(list)  # runs of (is_set, rows)
+    account_events: list[Row] = attrs.Factory(list)
     snapshot: str | None = None
     snapshot_digest: bytes | None = None
 
@@ -463,6 +496,8 @@ class Batch:
             conn.executemany(_INSERT_EVENT, self.events)
         for is_set, rows in self.backoffs:
             conn.executemany(_UPSERT_BACKOFF if is_set else _DELETE_BACKOFF, rows)
+        if self.account_events:
+            conn.executemany(_INSERT_ACCOUNT_EVENT, self.account_events)
         if self.snapshot is not None:
             conn.execute(_INSERT_SNAPSHOT, (time.time(), self.snapshot))
             conn.execute(_TRIM_SNAPSHOTS)
@@ -490,6 +525,7 @@ def prepare_batch(
                     )
                 )
             case BackoffChanged():
+                batch.account_events.append(_account_event_row(record))
                 is_set, row = _backoff_row(record)
                 if batch.backoffs and batch.backoffs[-1][0] == is_set:
                     batch.backoffs[-1][1].append(row)
@@ -583,3 +619,17 @@ def _backoff_row(record: BackoffChanged) -> tuple[bool, Row]:
         return False, key
     row = (*key, _text(record.reason, _SHORT_CHARS), until, _real(record.probe_at), time.time())
     return True, row
+
+
+def _account_event_row(record: BackoffChanged) -> Row:
+    """One line of an account's history: a cooldown set (or lengthened) or ended."""
+    until = _real(record.until)
+    return (
+        _time(record.at),
+        _text(record.provider),
+        _text(record.account or ""),
+        _text(record.model or ""),
+        "cooldown" if until is not None else "cooldown_ended",
+        _text(record.reason, _SHORT_CHARS),
+        until,
+    )

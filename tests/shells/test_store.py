@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from eggpool.core.config import Config, parse_config
@@ -168,8 +169,9 @@ def finalized(
 
 def backoff(account: str | None, until: float | None, *, model: str | None = None) -> Record:
     return BackoffChanged(
-        provider="prov", account=account, model=model, reason="rate_limited", until=until
-    )
+        provider="prov", account=account, model=model, reason="rate_limited", until=until,
+        at=NOW,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -347,6 +349,28 @@ def test_charges_come_back_dated_by_their_finalization(tmp_path: Path) -> None:
         StoredCharge(account="acct-b", at=NOW - 10 * DAY + 5, microdollars=700),
         StoredCharge(account="acct-a", at=NOW - 90, microdollars=1500),
     )
+
+
+def test_every_backoff_change_is_kept_as_an_account_event(tmp_path: Path) -> None:
+    path = tmp_path / "usage.sqlite3"
+    with running(make_config(path)) as store:
+        for record in (
+            backoff("acct-a", NOW + 300),
+            backoff("acct-a", NOW + 600, model="gpt-x"),
+            backoff("acct-a", None),
+            backoff("acct-d", math.inf),
+        ):
+            store.persist(record)
+        assert store.flush()
+    assert rows(
+        path, "SELECT account, model, kind, reason, until FROM account_events ORDER BY id"
+    ) == [
+        ("acct-a", "", "cooldown", "rate_limited", NOW + 300),
+        ("acct-a", "gpt-x", "cooldown", "rate_limited", NOW + 600),
+        ("acct-a", "", "cooldown_ended", "rate_limited", None),
+        ("acct-d", "", "cooldown", "rate_limited", math.inf),
+    ]
+    assert {at for (at,) in rows(path, "SELECT at FROM account_events")} == {NOW}
 
 
 def test_only_running_backoffs_come_back(tmp_path: Path) -> None:
@@ -768,6 +792,7 @@ def old_and_new_rows() -> list[Record]:
         records += [started(f"new{n}"), finalized(f"new{n}")]
     records += [OperationalEvent(at=old, kind="old", detail="") for _ in range(120)]
     records.append(OperationalEvent(at=NOW, kind="new", detail=""))
+    records += [attrs.evolve(backoff("acct-old", None), at=old) for _ in range(3)]
     records += [
         backoff("acct-x", NOW - 10),
         backoff("acct-y", NOW - 5),
@@ -787,6 +812,7 @@ def test_retention_deletes_old_rows_in_bounded_passes(tmp_path: Path) -> None:
     assert [p["attempts"] for p in passes if p] == [100, 100, 50, 0]
     assert [p["operational_events"] for p in passes if p] == [100, 20, 0, 0]
     assert [p["backoffs"] for p in passes if p] == [2, 0, 0, 0]
+    assert [p["account_events"] for p in passes if p] == [3, 0, 0, 0]
     kept = {rid for (rid,) in rows(path, "SELECT request_id FROM requests")}
     assert kept == (
         {f"pending{n}" for n in range(5)}
@@ -798,6 +824,11 @@ def test_retention_deletes_old_rows_in_bounded_passes(tmp_path: Path) -> None:
     ]
     assert rows(path, "SELECT kind FROM operational_events") == [("new",)]
     assert rows(path, "SELECT account FROM backoffs") == [("acct-z",)]
+    assert rows(path, "SELECT account FROM account_events ORDER BY id") == [
+        ("acct-x",),
+        ("acct-y",),
+        ("acct-z",),
+    ]
 
 
 def test_retention_runs_on_its_own(tmp_path: Path) -> None:

@@ -174,10 +174,14 @@ async def test_one_requests_trace_has_its_attempt_chain(shell: str, db: Path) ->
         status, _, trace = await get(port, f"/api/stats/recent/{request_id}")
         _, _, attempts = await get(port, "/api/stats/attempts?period=1h")
         _, _, retries = await get(port, "/api/stats/retries?period=1h")
+        _, _, events = await get(port, "/api/stats/events?period=1h")
     assert status == 200
     assert trace["request"]["account"] == "a2"
     assert [(a["account"], a["status"]) for a in trace["attempts"]] == [("a1", 429), ("a2", 200)]
     assert "client" not in trace["request"]  # never the client's address
     assert (attempts["attempts"], attempts["failovers"], attempts["failed"]) == (2, 1, 1)
     assert attempts["by_status"] == {"200": 1, "429": 1}
+    cooldown = events["events"][0]
+    assert (cooldown["account"], cooldown["kind"]) == ("a1", "cooldown")
+    assert cooldown["until"] > cooldown["at"]  # the provider asked for 30 s
     assert [(c["category"], c["attempts"]) for c in retries["categories"]] == [("rate_limited", 1)]
