@@ -50,6 +50,7 @@ __all__ = [
     "RespondBody",
     "RespondEnd",
     "RespondHead",
+    "RoutingDecided",
 ]
 
 Headers = tuple[tuple[str, str], ...]
@@ -198,6 +199,24 @@ class OperationalEvent:
     detail: str
 
 
+@attrs.frozen(kw_only=True, slots=True)
+class RoutingDecided:
+    """One routing decision: which account a request's attempt went to, among how many, and
+    which accounts were left out for a reason that changes (cooling down, circuit open,
+    over quota, already tried...). Reasons that only follow the configuration (model not
+    served, other protocol, disabled, pinned elsewhere) are not listed: they hold for every
+    request alike."""
+
+    decision_id: str  # "<request id>@<n>": the n-th decision of the request
+    request_id: str
+    at: float
+    model: str
+    account: str | None  # None: no account could take it
+    candidates: int  # eligible accounts
+    affinity: bool  # the session's account was kept
+    excluded: tuple[tuple[str, str], ...]  # (account, reason)
+
+
 Record = (
     RequestStarted
     | AttemptEnded
@@ -205,6 +224,7 @@ Record = (
     | BackoffChanged
     | CatalogChanged
     | OperationalEvent
+    | RoutingDecided
 )
 
 

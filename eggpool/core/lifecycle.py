@@ -66,6 +66,7 @@ from eggpool.core.effects import (
     RespondBody,
     RespondEnd,
     RespondHead,
+    RoutingDecided,
 )
 from eggpool.core.errors import LocalFailure, render_error, render_stream_error
 from eggpool.core.events import (
@@ -90,7 +91,7 @@ from eggpool.core.retry import (
     UpstreamOutcome,
     classify_outcome,
 )
-from eggpool.core.routing import ExclusionReason, RoutingDecision
+from eggpool.core.routing import STATIC_EXCLUSIONS, ExclusionReason, RoutingDecision
 from eggpool.core.secret import Secret
 from eggpool.core.usage import (
     AnthropicStreamObserver,
@@ -248,14 +249,35 @@ class RequestMachine:
             session=self.session,
         )
         best = decision.best
+        decided = self._decision_record(decision, best.account if best else None, now)
         if best is None:
-            return self._no_candidate(decision, now)
+            return [decided, *self._no_candidate(decision, now)]
         if not self._attempts:
             failure = check_limits(request, best.candidate.limits)
             if failure is not None:
                 return self._respond_local(failure, now, outcome="client_error")
         self._goto(State.ROUTED)
-        return self._dispatch(best.account, best.provider, best.probe, now)
+        return [decided, *self._dispatch(best.account, best.provider, best.probe, now)]
+
+    def _decision_record(
+        self, decision: RoutingDecision, account: str | None, now: Now
+    ) -> Persist:
+        return Persist(
+            record=RoutingDecided(
+                decision_id=f"{self.request_id}@{len(self._attempts) + 1}",
+                request_id=self.request_id,
+                at=now.wall,
+                model=self.request.model,
+                account=account,
+                candidates=len(decision.rows),
+                affinity=decision.affinity is not None and decision.affinity == account,
+                excluded=tuple(
+                    (e.account, e.reason.value)
+                    for e in decision.excluded
+                    if e.reason not in STATIC_EXCLUSIONS
+                ),
+            )
+        )
 
     def _estimate_for(self, provider: str | None) -> int:
         services, request = self.services, self.request

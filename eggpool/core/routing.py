@@ -63,6 +63,7 @@ from eggpool.core.ledger import Ledger
 __all__ = [
     "AFFINITY_SLACK",
     "AFFINITY_TTL",
+    "STATIC_EXCLUSIONS",
     "Choice",
     "Exclusion",
     "ExclusionReason",
@@ -97,6 +98,16 @@ class ExclusionReason(enum.StrEnum):
     ALREADY_TRIED = "already_tried"
     PROVIDER_PINNED = "provider_pinned"
 
+
+STATIC_EXCLUSIONS = frozenset(
+    {
+        ExclusionReason.DISABLED,
+        ExclusionReason.MODEL_MISSING,
+        ExclusionReason.PROTOCOL_MISMATCH,
+        ExclusionReason.PROVIDER_PINNED,
+    }
+)
+"""Reasons that follow from the configuration alone: the same for every request."""
 
 _FROM_VERDICT = {
     VerdictKind.COOLING: ExclusionReason.COOLING,

@@ -85,6 +85,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         Endpoint(name="latency", params=_FILTERS | {"limit"}),
         Endpoint(name="attempts", params=frozenset({"period", "account", "provider", "limit"})),
         Endpoint(name="retries", params=frozenset({"period", "account", "provider", "limit"})),
+        Endpoint(name="routing", params=frozenset({"period", "account", "model", "limit"})),
         Endpoint(name="backoffs", params=frozenset()),
         Endpoint(
             name="events",

@@ -444,6 +444,43 @@ def _reliability(context: Context, data: Mapping[str, Any]) -> str:
     )
 
 
+def _routing(context: Context, data: Mapping[str, Any]) -> str:
+    routing = data["routing"]
+    cards = (
+        h.card("Decisions", h.count(routing["decisions"]), "one per attempt routed")
+        + h.card("No account", h.count(routing["no_account"]), "requests none could take")
+        + h.card("Session kept", h.count(routing["affinity_kept"]), "affinity held the account")
+        + h.card(
+            "Eligible per decision",
+            "-" if routing["avg_candidates"] is None else f"{routing['avg_candidates']:.2f}",
+            "accounts on average",
+        )
+    )
+    reasons = routing["exclusions_by_reason"]
+    chart = svg.bar_chart(
+        "Exclusions by reason", [(r["reason"], r["exclusions"]) for r in reasons]
+    )
+    selections = [
+        [h.e(s["account"]), h.count(s["decisions"]), h.share(s["share"])]
+        for s in routing["selections"]
+    ]
+    models = [
+        [h.e(m["model"] or "-"), h.count(m["decisions"]), h.count(m["no_account"])]
+        for m in routing["models"]
+    ]
+    excluded = [
+        [h.e(x["account"]), h.e(x["reason"]), h.count(x["exclusions"])]
+        for x in routing["exclusions"]
+    ]
+    return (
+        f'<div class="cards">{cards}</div>'
+        + h.table("Selections by account", ("Account", "Decisions", "Share"), selections)
+        + h.table("Decisions by model", ("Model", "Decisions", "No account"), models)
+        + h.chart(chart)
+        + h.table("Accounts left out, and why", ("Account", "Reason", "Times"), excluded)
+    )
+
+
 def _events(context: Context, data: Mapping[str, Any]) -> str:
     accounts = data["accounts"]
     account_rows = [
@@ -515,9 +552,23 @@ def _trace(context: Context, data: Mapping[str, Any]) -> str:
         for a in trace["attempts"]
     ]
     headings = ("Attempt", "Account", "Status", "Category", "Failed over", "Latency")
-    return f'<section class="panel"><dl class="facts">{listing}</dl></section>' + h.table(
-        "Attempts, in order", headings, rows
+    decisions = [
+        [
+            h.e(d["decision_id"]),
+            h.e(d["account"] or "none"),
+            h.count(d["candidates"]),
+            h.e("yes" if d["affinity"] else "no"),
+            h.e(", ".join(f"{x['account']} ({x['reason']})" for x in d["excluded"]) or "-"),
+        ]
+        for d in trace.get("routing", [])
+    ]
+    routing = h.table(
+        "Routing decisions",
+        ("Decision", "Chosen", "Eligible", "Session kept", "Left out"),
+        decisions,
     )
+    facts_panel = f'<section class="panel"><dl class="facts">{listing}</dl></section>'
+    return facts_panel + routing + h.table("Attempts, in order", headings, rows)
 
 
 def _runtime(context: Context, data: Mapping[str, Any]) -> str:
@@ -557,6 +608,7 @@ _RENDERERS = {
     "latency": _latency,
     "timeseries": _timeseries,
     "reliability": _reliability,
+    "routing": _routing,
     "events": _events,
     "traces": _traces,
     "trace": _trace,

@@ -83,6 +83,7 @@ PAGES: dict[str, Page] = {
             limits=(1, 25, 8),
         ),
         Page(name="reliability", path="/reliability", title="Reliability"),
+        Page(name="routing", path="/routing", title="Routing"),
         Page(
             name="events",
             path="/events",

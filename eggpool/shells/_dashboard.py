@@ -145,6 +145,8 @@ class StatsService:
                 "pending": stats.pending_health(now),
                 "backoffs": stats.backoffs(now),
             }
+        if name == "routing":
+            return {"routing": stats.routing(q)}
         if name == "events":
             return {"accounts": stats.account_events(q), "operational": stats.operational(q)}
         if name == "traces":
@@ -221,6 +223,8 @@ class StatsService:
                 return stats.errors(q)
             case "latency":
                 return stats.latency(q)
+            case "routing":
+                return stats.routing(q)
             case "attempts":
                 return stats.attempts(q)
             case "retries":

@@ -36,6 +36,7 @@ from eggpool.core.ledger import WINDOW_SECONDS, account_limits
 from eggpool.dashboard.params import StatsQuery
 from eggpool.shells import _stats_shape as shape
 from eggpool.shells._stats_attempts import attempt_stats, retry_stats
+from eggpool.shells._stats_routing import routing_stats
 from eggpool.shells._store_rollups import EXACTNESS, LATENCY_EDGES, bucket_columns
 
 __all__ = ["STALE_PENDING_S", "Stats"]
@@ -332,6 +333,9 @@ class Stats:
             "stale_after_s": STALE_PENDING_S,
         }
 
+    def routing(self, q: StatsQuery) -> dict[str, object]:
+        return routing_stats(self._conn, q)
+
     def attempts(self, q: StatsQuery) -> dict[str, object]:
         return attempt_stats(self._conn, q)
 
@@ -368,6 +372,19 @@ class Stats:
             "latency FROM attempts WHERE request_id = ? ORDER BY ended_at, rowid",
             (request_id,),
         ).fetchall()
+        decisions = self._conn.execute(
+            "SELECT decision_id, at, model, account, candidates, affinity "
+            "FROM routing_decisions WHERE request_id = ? ORDER BY at, decision_id",
+            (request_id,),
+        ).fetchall()
+        left_out: dict[str, list[dict[str, str]]] = {}
+        for decision_id, account, reason in self._conn.execute(
+            "SELECT e.decision_id, e.account, e.reason FROM routing_exclusions AS e "
+            "JOIN routing_decisions AS d ON d.decision_id = e.decision_id "
+            "WHERE d.request_id = ? ORDER BY e.account",
+            (request_id,),
+        ):
+            left_out.setdefault(decision_id, []).append({"account": account, "reason": reason})
         return {
             "request": shape.request(row),
             "attempts": [
@@ -383,6 +400,18 @@ class Stats:
                 }
                 for attempt_id, account, provider, ended_at, status, category, failover, latency
                 in attempts
+            ],
+            "routing": [
+                {
+                    "decision_id": decision_id,
+                    "at": at,
+                    "model": model,
+                    "account": account or None,
+                    "candidates": candidates,
+                    "affinity": bool(affinity),
+                    "excluded": left_out.get(decision_id, []),
+                }
+                for decision_id, at, model, account, candidates, affinity in decisions
             ],
         }  # fmt: skip
 

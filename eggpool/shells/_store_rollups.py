@@ -53,7 +53,14 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["EXACTNESS", "LATENCY_EDGES", "UNITS", "bucket_columns", "migrate_rollups"]
+__all__ = [
+    "EXACTNESS",
+    "LATENCY_EDGES",
+    "UNITS",
+    "bucket_columns",
+    "migrate_rollups",
+    "upsert_statements",
+]
 
 LATENCY_EDGES: tuple[float, ...] = (
     0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5,
@@ -171,7 +178,7 @@ def _exactness(r: str, name: str) -> str:
     return f"(COALESCE({r}.exactness, '') = '{name}')"
 
 
-def _upsert(table: str, key: dict[str, str], updates: str) -> list[str]:
+def upsert_statements(table: str, key: dict[str, str], updates: str) -> list[str]:
     """Make sure `table` has a row for `key`, then apply `updates` to it."""
     names, values = ", ".join(key), ", ".join(key.values())
     match = " AND ".join(f"{name} = {value}" for name, value in key.items())
@@ -194,7 +201,7 @@ def _count_statements(r: str, unit: str) -> list[str]:
         f"ELSE MAX(COALESCE({kind}_max, {r}.{kind}), {r}.{kind}) END"
         for kind in _KINDS
     )
-    statements = _upsert(
+    statements = upsert_statements(
         f"request_{unit}s",
         key,
         f"requests = requests + 1, "
@@ -206,7 +213,7 @@ def _count_statements(r: str, unit: str) -> list[str]:
         "outcome": f"COALESCE({r}.outcome, '')",
         "http_status": f"COALESCE({r}.http_status, 0)",
     }
-    statements += _upsert(f"outcome_{unit}s", outcome, "requests = requests + 1")
+    statements += upsert_statements(f"outcome_{unit}s", outcome, "requests = requests + 1")
     for kind in _KINDS:
         value = f"{r}.{kind}"
         cell = {unit: key[unit], "account": key["account"], "model": key["model"],
@@ -218,7 +225,7 @@ def _count_statements(r: str, unit: str) -> list[str]:
         # Only for a row that has the value: the whole pair runs under its condition.
         statements += [
             statement.replace("WHERE ", f"WHERE {value} IS NOT NULL AND ", 1)
-            for statement in _upsert(f"latency_{unit}s", cell, columns)
+            for statement in upsert_statements(f"latency_{unit}s", cell, columns)
         ]
     return statements
 
@@ -232,7 +239,7 @@ def _attempt_statements(r: str, unit: str) -> list[str]:
         "category": f"COALESCE({r}.category, '')",
         "http_status": f"COALESCE({r}.http_status, 0)",
     }
-    return _upsert(
+    return upsert_statements(
         f"attempt_{unit}s",
         key,
         f"attempts = attempts + 1, failovers = failovers + ({r}.failover != 0), "

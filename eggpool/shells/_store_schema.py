@@ -23,7 +23,7 @@ attempt statistics; it is also what keeps the "upgrade from every earlier
 version" test honest (tests/shells/test_store.py). Version 3 keeps each
 request's routing entropy and session; version 4 adds the hourly rollups
 the stats read (`_store_rollups`); version 5 the history of cooldowns
-(`account_events`).
+(`account_events`); version 6 routing decisions (`_store_routing`).
 
 Rows (`prepare_batch`, used by eggpool/shells/_store_writer.py). Times are
 wall-clock Unix seconds as REAL; money is integer microdollars; a backoff's
@@ -69,8 +69,15 @@ from eggpool.core.effects import (
     Record,
     RequestFinalized,
     RequestStarted,
+    RoutingDecided,
 )
 from eggpool.shells._store_rollups import migrate_rollups
+from eggpool.shells._store_routing import (
+    INSERT_DECISION,
+    INSERT_EXCLUSION,
+    decision_rows,
+    migrate_routing,
+)
 
 __all__ = [
     "LATEST_VERSION",
@@ -230,6 +237,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=3, name="requests keep their routing entropy and session", apply=_V3),
     Migration(version=4, name="hourly rollups of finalized requests", apply=migrate_rollups),
     Migration(version=5, name="account events: the history of cooldowns", apply=_V5),
+    Migration(version=6, name="routing decisions and their rollups", apply=migrate_routing),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -452,6 +460,22 @@ RETENTION_STATEMENTS: tuple[tuple[str, str], ...] = (
         """,
     ),
     (
+        "routing_decisions",
+        """
+        DELETE FROM routing_decisions WHERE rowid IN (
+            SELECT rowid FROM routing_decisions WHERE at < :request_cutoff
+            ORDER BY at LIMIT :limit)
+        """,
+    ),
+    (
+        "routing_exclusions",
+        """
+        DELETE FROM routing_exclusions WHERE rowid IN (
+            SELECT rowid FROM routing_exclusions WHERE at < :request_cutoff
+            ORDER BY at LIMIT :limit)
+        """,
+    ),
+    (
         "account_events",
         """
         DELETE FROM account_events WHERE id IN (
@@ -482,6 +506,8 @@ class Batch:
     events: list[Row] = attrs.Factory(list)
     backoffs: list[tuple[bool, list[Row]]] = attrs.Factory(list)  # runs of (is_set, rows)
     account_events: list[Row] = attrs.Factory(list)
+    decisions: list[Row] = attrs.Factory(list)
+    exclusions: list[Row] = attrs.Factory(list)
     snapshot: str | None = None
     snapshot_digest: bytes | None = None
 
@@ -498,6 +524,10 @@ class Batch:
             conn.executemany(_UPSERT_BACKOFF if is_set else _DELETE_BACKOFF, rows)
         if self.account_events:
             conn.executemany(_INSERT_ACCOUNT_EVENT, self.account_events)
+        if self.decisions:
+            conn.executemany(INSERT_DECISION, self.decisions)
+        if self.exclusions:
+            conn.executemany(INSERT_EXCLUSION, self.exclusions)
         if self.snapshot is not None:
             conn.execute(_INSERT_SNAPSHOT, (time.time(), self.snapshot))
             conn.execute(_TRIM_SNAPSHOTS)
@@ -533,6 +563,10 @@ def prepare_batch(
                     batch.backoffs.append((is_set, [row]))
             case CatalogChanged():
                 catalog = record  # not held normally (coalesced); the latest wins anyway
+            case RoutingDecided():
+                decision, exclusions = decision_rows(record, _text, _time)
+                batch.decisions.append(decision)
+                batch.exclusions.extend(exclusions)
             case _:
                 assert_never(record)
     if catalog is not None:

@@ -29,7 +29,7 @@ CHROMIUM = Path(os.environ.get("EGGPOOL_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 THEMES = ("Cyber Red", "Solarized Light", "default")
 PAGES = (
-    "/", "/accounts", "/models", "/latency", "/timeseries", "/reliability", "/events",
+    "/", "/accounts", "/models", "/latency", "/timeseries", "/reliability", "/routing", "/events",
     "/traces", "/runtime",
 )  # fmt: skip
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

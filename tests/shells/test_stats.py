@@ -119,6 +119,7 @@ def test_an_empty_database_answers_every_question_with_zeros(empty: Stats) -> No
     assert empty.account_events(q) == {**empty.account_events(q), "counts": [], "events": []}
     assert empty.attempts(q)["attempts"] == 0
     assert empty.retries(q)["categories"] == []
+    assert empty.routing(q)["decisions"] == 0
     assert empty.pending_health(END)["pending"] == 0
     assert empty.recent_requests(q)["requests"] == []
     assert empty.trace("nope") is None

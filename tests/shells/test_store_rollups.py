@@ -10,7 +10,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eggpool.core.effects import AttemptEnded, Record, RequestFinalized, RequestStarted
+from eggpool.core.effects import (
+    AttemptEnded,
+    Record,
+    RequestFinalized,
+    RequestStarted,
+    RoutingDecided,
+)
 from eggpool.core.usage import Usage
 from eggpool.shells._store_rollups import LATENCY_EDGES, UNITS, bucket_columns
 from eggpool.shells._store_schema import migrate, prepare_batch
@@ -234,3 +240,51 @@ def test_upgrading_to_version_4_counts_the_requests_already_stored() -> None:
     write(conn, [finalized("b", T0 + 5)])  # pending before the upgrade, finalized after
     assert_consistent(conn)
     assert conn.execute("SELECT sum(requests) FROM request_hours").fetchall() == [(3,)]
+
+
+_decisions = st.builds(
+    RoutingDecided,
+    decision_id=st.sampled_from(["r1@1", "r1@2", "r2@1", "r3@1"]),  # retried records repeat
+    request_id=st.sampled_from(["r1", "r2", "r3"]),
+    at=st.floats(T0, T0 + 50 * HOUR, allow_nan=False),
+    model=st.sampled_from(["m", "n"]),
+    account=st.sampled_from(["a", "b", None]),
+    candidates=st.integers(0, 5),
+    affinity=st.booleans(),
+    excluded=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]), st.sampled_from(["cooling", "over_local_quota"])
+        ),
+        max_size=3,
+        unique_by=lambda pair: pair[0],
+    ).map(tuple),
+)
+
+
+@settings(max_examples=40)
+@given(st.lists(st.lists(_decisions, max_size=6), max_size=5))
+def test_routing_rollups_equal_the_decisions_they_count(batches: list[list[Record]]) -> None:
+    conn = database()
+    for records in batches:
+        write(conn, records)
+    for unit, seconds in UNITS.items():
+        when = f"CAST(at / {seconds} AS INTEGER)"
+        rolled = (
+            f"SELECT {unit}, model, account, decisions, affinity, candidates "
+            f"FROM routing_{unit}s ORDER BY 1, 2, 3"
+        )
+        expected = (
+            f"SELECT {when}, model, account, count(*), sum(affinity), sum(candidates) "
+            "FROM routing_decisions GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )
+        assert conn.execute(rolled).fetchall() == conn.execute(expected).fetchall()
+        rolled = (
+            f"SELECT {unit}, account, reason, exclusions FROM exclusion_{unit}s ORDER BY 1, 2, 3"
+        )
+        expected = (
+            f"SELECT {when}, account, reason, count(*) FROM routing_exclusions "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )
+        assert conn.execute(rolled).fetchall() == conn.execute(expected).fetchall()
+    stored = conn.execute("SELECT count(*) FROM routing_decisions").fetchone()[0]
+    assert stored == len({r.decision_id for batch in batches for r in batch})  # type: ignore[attr-defined]

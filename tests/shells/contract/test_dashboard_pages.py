@@ -26,7 +26,16 @@ from tests.helpers.shells import KEY, Provider, serving, two_provider_config
 pytestmark = pytest.mark.anyio
 
 HOSTILE = '<script>alert("x")</script>'
-OPEN_PAGES = ("/", "/accounts", "/models", "/latency", "/timeseries", "/reliability", "/events")
+OPEN_PAGES = (
+    "/",
+    "/accounts",
+    "/models",
+    "/latency",
+    "/timeseries",
+    "/reliability",
+    "/routing",
+    "/events",
+)
 KEYED_PAGES = ("/traces", "/runtime")
 
 

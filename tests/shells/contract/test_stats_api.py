@@ -175,12 +175,18 @@ async def test_one_requests_trace_has_its_attempt_chain(shell: str, db: Path) ->
         _, _, attempts = await get(port, "/api/stats/attempts?period=1h")
         _, _, retries = await get(port, "/api/stats/retries?period=1h")
         _, _, events = await get(port, "/api/stats/events?period=1h")
+        _, _, routing = await get(port, "/api/stats/routing?period=1h")
     assert status == 200
     assert trace["request"]["account"] == "a2"
     assert [(a["account"], a["status"]) for a in trace["attempts"]] == [("a1", 429), ("a2", 200)]
     assert "client" not in trace["request"]  # never the client's address
     assert (attempts["attempts"], attempts["failovers"], attempts["failed"]) == (2, 1, 1)
     assert attempts["by_status"] == {"200": 1, "429": 1}
+    assert [(d["account"], d["candidates"]) for d in trace["routing"]] == [("a1", 2), ("a2", 1)]
+    assert {"account": "a1", "reason": "already_tried"} in trace["routing"][1]["excluded"]
+    assert (routing["decisions"], routing["no_account"]) == (2, 0)
+    assert {s["account"]: s["decisions"] for s in routing["selections"]} == {"a1": 1, "a2": 1}
+    assert "already_tried" in {r["reason"] for r in routing["exclusions_by_reason"]}
     cooldown = events["events"][0]
     assert (cooldown["account"], cooldown["kind"]) == ("a1", "cooldown")
     assert cooldown["until"] > cooldown["at"]  # the provider asked for 30 s
