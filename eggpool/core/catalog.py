@@ -276,6 +276,13 @@ class Catalog:
         static = self._static.get(provider_id, {}).get(model_id)
         return static.metadata if static is not None else _EMPTY
 
+    def served_pairs(self) -> tuple[tuple[str, str], ...]:
+        """Every (model id, provider id) an enabled account serves, sorted."""
+        return tuple(
+            sorted((pair.model_id, pair.provider_id)
+                   for pairs in self._index.by_model.values() for pair in pairs)
+        )  # fmt: skip
+
     def account_models(self, account_name: str) -> frozenset[str]:
         """Every model id the account supports, enabled or not."""
         account = self._accounts.get(account_name)

@@ -246,6 +246,33 @@ class Pool:
     def _authenticate(self, headers: tuple[tuple[str, str], ...]) -> LocalFailure | None:
         return authenticate(self.config.server.api_key, headers)
 
+    def price_provenance(self) -> list[dict[str, object]]:
+        """The rates each served (model, provider) is billed at, and where each rate came
+        from (override, provider metadata, the bundled table, the fallback...)."""
+        out: list[dict[str, object]] = []
+        for model, provider in self.services.catalog.served_pairs():
+            prices = self.services.prices(provider, model)
+            out.append(
+                {
+                    "model": model,
+                    "provider": provider,
+                    "usd_per_million": {
+                        "input": prices.input / 1e6,
+                        "output": prices.output / 1e6,
+                        "cache_read": prices.cache_read / 1e6,
+                        "cache_write": prices.cache_write / 1e6,
+                    },
+                    "sources": {
+                        "input": prices.input_source.value,
+                        "output": prices.output_source.value,
+                        "cache_read": prices.cache_read_source.value,
+                        "cache_write": prices.cache_write_source.value,
+                    },
+                    "configured": prices.configured,
+                }
+            )
+        return out
+
     def not_ready_reason(self, now: Now) -> str | None:
         """Why the pool cannot serve yet (None: ready), for `/v1/readyz`."""
         if self._shutting_down:

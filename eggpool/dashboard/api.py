@@ -87,6 +87,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         Endpoint(name="retries", params=frozenset({"period", "account", "provider", "limit"})),
         Endpoint(name="routing", params=frozenset({"period", "account", "model", "limit"})),
         Endpoint(name="backoffs", params=frozenset()),
+        Endpoint(name="pricing-provenance", params=frozenset()),
         Endpoint(
             name="events",
             params=frozenset({"period", "account", "provider", "kind", "limit"}),

@@ -574,7 +574,10 @@ def _trace(context: Context, data: Mapping[str, Any]) -> str:
 def _runtime(context: Context, data: Mapping[str, Any]) -> str:
     runtime = data["runtime"]
     process = runtime["process"]
+    serving = runtime.get("serving", {})
     rss = process["rss_bytes"]
+    dispatch = serving.get("dispatch_overhead_us") or {}
+    p50, p95 = dispatch.get("p50"), dispatch.get("p95")
     cards = "".join(
         (
             h.card("Version", runtime["version"]),
@@ -582,14 +585,26 @@ def _runtime(context: Context, data: Mapping[str, Any]) -> str:
             h.card("Memory (RSS)", "-" if rss is None else f"{rss / 2**20:,.1f} MiB"),
             h.card("Threads", h.count(process["threads"])),
             h.card("In flight", h.count(runtime["requests_in_flight"] or 0), live="in_flight"),
+            h.card(
+                "Dispatch overhead p50 / p95",
+                "-" if p50 is None else f"{p50:,.0f} / {p95:,.0f} µs",
+                f"the proxy's own time over the last {dispatch.get('samples', 0):,} requests",
+            ),
         )
     )
+    tasks = [
+        [h.e(name.replace("_", " ")), h.count(n)] for name, n in serving.get("tasks", {}).items()
+    ]
     files = runtime["database"]["files"]
     rows = [
         [h.e(name), "-" if size is None else f"{size / 2**20:,.2f} MiB"]
         for name, size in files.items()
     ]
-    return f'<div class="cards">{cards}</div>' + h.table("Database files", ("File", "Size"), rows)
+    return (
+        f'<div class="cards">{cards}</div>'
+        + h.table("Serving now", ("What", "How many"), tasks)
+        + h.table("Database files", ("File", "Size"), rows)
+    )
 
 
 def _trace_path(request_id: str) -> str:

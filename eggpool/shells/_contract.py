@@ -247,6 +247,9 @@ class Driver:
         self.store = store
         self.stats: StatsService | None = None  # answers /api/ (the stats API) when set
         self.live: LiveHub | None = None  # the dashboard's live updates, when set
+        # Seconds the Pool took over each of the latest client requests (receive, parse,
+        # route, dispatch): the proxy's own overhead, for the runtime page.
+        self.dispatch_times: deque[float] = deque(maxlen=1024)
         self._clock = clock or self._system_clock
         self._mono: Callable[[], float] | None = None  # the loop's clock, found on first use
         self._on_publish = on_publish
@@ -326,6 +329,7 @@ class Driver:
             target = f"{path}?{query}" if query else path
             self._spawn(self._answer_stats, request_id, method, target, headers)
             return request_id, channel
+        started = time.perf_counter()
         self.feed(
             ClientRequestReceived(
                 now=self.now(),
@@ -338,7 +342,32 @@ class Driver:
                 client=client,
             )
         )
+        self.dispatch_times.append(time.perf_counter() - started)
         return request_id, channel
+
+    def loop_state(self) -> dict[str, object]:
+        """The serving loop as the runtime page shows it (call it on the loop)."""
+        times = sorted(self.dispatch_times)
+
+        def at(q: float) -> float | None:
+            return (
+                round(times[min(len(times) - 1, int(q * len(times)))] * 1e6, 1) if times else None
+            )
+
+        return {
+            "tasks": {
+                "upstream_attempts": len(self._attempts),
+                "client_answers": len(self._clients),
+                "timers": len(self._timers),
+                "live_subscribers": self.live.subscribers if self.live is not None else 0,
+            },
+            "dispatch_overhead_us": {
+                "samples": len(times),
+                "p50": at(0.50),
+                "p95": at(0.95),
+                "max": round(times[-1] * 1e6, 1) if times else None,
+            },
+        }
 
     async def _answer_stats(
         self, request_id: str, method: str, target: str, headers: tuple[tuple[str, str], ...]

@@ -58,14 +58,18 @@ class StatsService:
         *,
         connect: Callable[[], sqlite3.Connection],
         database_file: Path | None = None,
-        in_flight: Callable[[], int] | None = None,
+        loop_state: Callable[[], dict[str, object]] | None = None,
+        prices: Callable[[], list[dict[str, object]]] | None = None,
     ) -> None:
         """`connect()` opens a read-only sqlite3 connection to the store (called in a
-        worker thread, once); `in_flight()` counts the Pool's requests."""
+        worker thread, once); `loop_state()` describes the serving loop (requests in
+        flight, tasks, dispatch overhead) and `prices()` the Pool's price table: both are
+        called on the event loop, where the Pool lives."""
         self.config = config
         self._connect = connect
         self._file = database_file
-        self._in_flight = in_flight
+        self._loop_state = loop_state
+        self._prices = prices
         self._stats: Stats | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._themes: list[str] | None = None
@@ -81,7 +85,14 @@ class StatsService:
         call = api.route(method, target, headers, self.config, now=now)
         if isinstance(call, LocalFailure):
             return api.refuse(call)
-        return await anyio.to_thread.run_sync(self.run, call, now, limiter=self._limiter)
+        if call.endpoint.name == "pricing-provenance":
+            return api.respond({"prices": self._prices() if self._prices is not None else []})
+        state = self._state()
+        return await anyio.to_thread.run_sync(self.run, call, now, state, limiter=self._limiter)
+
+    def _state(self) -> dict[str, object]:
+        """What only the event loop may read (the Pool, the Driver): read it there."""
+        return self._loop_state() if self._loop_state is not None else {}
 
     async def _page(
         self, method: str, target: str, headers: tuple[tuple[str, str], ...], now: float
@@ -97,11 +108,16 @@ class StatsService:
             return _refused_page(
                 LocalFailure.invalid_value("theme", f"there is no theme named {routed.theme!r}")
             )
-        return await anyio.to_thread.run_sync(self.render, routed, now, limiter=self._limiter)
+        state = self._state()
+        return await anyio.to_thread.run_sync(
+            self.render, routed, now, state, limiter=self._limiter
+        )
 
-    def render(self, call: site.PageCall, now: float) -> Answer:
+    def render(
+        self, call: site.PageCall, now: float, state: dict[str, object] | None = None
+    ) -> Answer:
         """A page, read and drawn (blocking: in a worker thread, one at a time)."""
-        data = self._page_data(call, now)
+        data = self._page_data(call, now, state or {})
         if data is None:
             return _refused_page(LocalFailure.not_found(f"request with id {call.request_id!r}"))
         context = pages.Context(
@@ -113,10 +129,12 @@ class StatsService:
         body = pages.render(context, data).encode("utf-8")
         return 200, site.page_headers(), body
 
-    def _page_data(self, call: site.PageCall, now: float) -> dict[str, object] | None:
+    def _page_data(
+        self, call: site.PageCall, now: float, state: dict[str, object]
+    ) -> dict[str, object] | None:
         name, q = call.page.name, call.query
         if name == "runtime":
-            return {"runtime": self._runtime()}
+            return {"runtime": self._runtime(state)}
         stats = self._open()
         if name == "overview":
             grouped = attrs.evolve(q, group_by=GroupBy.ACCOUNT, limit=8)
@@ -184,10 +202,11 @@ class StatsService:
             self._themes = themes.theme_names(self.config.dashboard.themes_dir)
         return self._themes
 
-    def run(self, call: api.ApiCall, now: float) -> Answer:
-        """Answer a routed call (blocking: in a worker thread, one at a time)."""
+    def run(self, call: api.ApiCall, now: float, state: dict[str, object] | None = None) -> Answer:
+        """Answer a routed call (blocking: in a worker thread, one at a time); `state` is
+        what `loop_state` said on the loop."""
         if call.endpoint.name == "runtime":
-            return api.respond(self._runtime())
+            return api.respond(self._runtime(state or {}))
         payload = self._query(call, now)
         if payload is None:
             return api.refuse(LocalFailure.not_found(f"request with id {call.request_id!r}"))
@@ -244,7 +263,7 @@ class StatsService:
                 return stats.trace(call.request_id)
         raise AssertionError(f"no query for endpoint {call.endpoint.name!r}")
 
-    def _runtime(self) -> dict[str, object]:
+    def _runtime(self, state: dict[str, object]) -> dict[str, object]:
         files: dict[str, int | None] = {}
         if self._file is not None:
             for suffix in ("", "-wal", "-shm"):
@@ -263,7 +282,8 @@ class StatsService:
                 "threads": threading.active_count(),
                 "rss_bytes": _rss(),
             },
-            "requests_in_flight": self._in_flight() if self._in_flight is not None else None,
+            "requests_in_flight": state.get("requests_in_flight"),
+            "serving": {k: v for k, v in state.items() if k != "requests_in_flight"},
             "database": {"in_memory": self._file is None, "files": files},
         }
 

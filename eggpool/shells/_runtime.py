@@ -178,7 +178,7 @@ class Runtime:
             loaded = await anyio.to_thread.run_sync(store.load, time.time())
             store.start()
             driver.store = store
-            driver.stats = _stats_service(config, store, pool)
+            driver.stats = _stats_service(config, store, pool, driver)
             async with anyio.create_task_group() as group:
                 await group.start(driver.run)
                 driver.feed(_state_loaded(driver, loaded))
@@ -213,7 +213,9 @@ class Runtime:
             self._stop.set()
 
 
-def _stats_service(config: Config, store: object, pool: Pool) -> StatsService | None:
+def _stats_service(
+    config: Config, store: object, pool: Pool, driver: Driver
+) -> StatsService | None:
     """The stats API's service, when the dashboard is on and the store can be read."""
     if not config.dashboard.enabled or not isinstance(store, Store):
         return None
@@ -221,7 +223,8 @@ def _stats_service(config: Config, store: object, pool: Pool) -> StatsService | 
         config,
         connect=store.read_connection,
         database_file=store.file,
-        in_flight=lambda: pool.in_flight,
+        loop_state=lambda: {"requests_in_flight": pool.in_flight, **driver.loop_state()},
+        prices=pool.price_provenance,
     )
 
 

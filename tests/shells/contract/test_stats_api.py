@@ -111,6 +111,10 @@ async def test_a_public_dashboard_still_guards_per_request_data(shell: str, db: 
     assert status == 200
     assert runtime["process"]["pid"] > 0
     assert runtime["requests_in_flight"] == 0
+    assert set(runtime["serving"]["tasks"]) == {
+        "upstream_attempts", "client_answers", "timers", "live_subscribers",
+    }  # fmt: skip
+    assert runtime["serving"]["dispatch_overhead_us"]["samples"] == 0
 
 
 async def test_a_private_dashboard_needs_the_key_everywhere(shell: str, db: Path) -> None:
@@ -176,8 +180,14 @@ async def test_one_requests_trace_has_its_attempt_chain(shell: str, db: Path) ->
         _, _, retries = await get(port, "/api/stats/retries?period=1h")
         _, _, events = await get(port, "/api/stats/events?period=1h")
         _, _, routing = await get(port, "/api/stats/routing?period=1h")
+        _, _, runtime = await get(port, "/api/stats/runtime")
+        _, _, prices = await get(port, "/api/stats/pricing-provenance")
     assert status == 200
     assert trace["request"]["account"] == "a2"
+    assert runtime["serving"]["dispatch_overhead_us"]["samples"] == 1
+    assert runtime["serving"]["dispatch_overhead_us"]["p50"] > 0
+    assert {(p["model"], p["provider"]) for p in prices["prices"]} == {("m", "one"), ("m", "two")}
+    assert set(prices["prices"][0]["sources"]) == {"input", "output", "cache_read", "cache_write"}
     assert [(a["account"], a["status"]) for a in trace["attempts"]] == [("a1", 429), ("a2", 200)]
     assert "client" not in trace["request"]  # never the client's address
     assert (attempts["attempts"], attempts["failovers"], attempts["failed"]) == (2, 1, 1)
