@@ -44,11 +44,16 @@ TARGETS = (
     "/api/stats/recent-requests?limit=50&model=gpt-4o",
     "/api/stats/pending-health",
     "/api/stats/operational?period=30d",
+    "/api/stats/attempts?period=30d",
+    "/api/stats/retries?period=30d",
+    "/api/stats/routing?period=30d",
+    "/api/stats/events?period=30d",
 )
 PAGES = (
     "/", "/?period=30d", "/accounts?period=30d", "/models?period=30d", "/latency?period=30d",
     "/timeseries?period=7d&bucket=hour", "/timeseries?period=30d&group_by=model",
-    "/reliability?period=30d", "/events?period=30d", "/traces", "/runtime",
+    "/reliability?period=30d", "/routing?period=30d", "/events?period=30d", "/traces",
+    "/runtime",
 )  # fmt: skip
 
 

@@ -13,7 +13,14 @@ import random
 import sqlite3
 from pathlib import Path
 
-from eggpool.core.effects import AttemptEnded, Record, RequestFinalized, RequestStarted
+from eggpool.core.effects import (
+    AttemptEnded,
+    BackoffChanged,
+    Record,
+    RequestFinalized,
+    RequestStarted,
+    RoutingDecided,
+)
 from eggpool.core.usage import Usage
 from eggpool.shells._store_schema import migrate, prepare_batch
 
@@ -82,7 +89,18 @@ def _request(rng: random.Random, n: int, at: float) -> list[Record]:
         ),
     ]  # fmt: skip
     attempts = 1
-    if rng.random() < 0.05:  # a failover first
+    if rng.random() < 0.05:  # a failover first: c1 throttled, then cooling down
+        records += [
+            RoutingDecided(
+                decision_id=f"{request_id}@1", request_id=request_id, at=at - latency,
+                model=model, account="c1", candidates=len(ACCOUNTS), affinity=False,
+                excluded=(),
+            ),
+            BackoffChanged(
+                provider=ACCOUNTS["c1"], account="c1", model=None, reason="rate_limited",
+                until=at + 30, at=at - latency / 2,
+            ),
+        ]  # fmt: skip
         attempts = 2
         records.append(
             AttemptEnded(
@@ -91,6 +109,14 @@ def _request(rng: random.Random, n: int, at: float) -> list[Record]:
                 category="rate_limited", failover=True, latency=latency / 3,
             )
         )  # fmt: skip
+    records.append(
+        RoutingDecided(
+            decision_id=f"{request_id}@{attempts}", request_id=request_id, at=at - latency,
+            model=model, account=account, candidates=len(ACCOUNTS) - attempts + 1,
+            affinity=rng.random() < 0.3,
+            excluded=(("c1", "already_tried"),) if attempts == 2 else (),
+        )
+    )  # fmt: skip
     records += [
         AttemptEnded(
             request_id=request_id, attempt_id=f"{request_id}#{attempts}", account=account,
