@@ -34,6 +34,7 @@ from typing import Any
 from eggpool.core.config import Config
 from eggpool.core.ledger import WINDOW_SECONDS, account_limits
 from eggpool.dashboard.params import StatsQuery
+from eggpool.shells import _stats_lists as _lists
 from eggpool.shells import _stats_shape as shape
 from eggpool.shells._stats_attempts import attempt_stats, retry_stats
 from eggpool.shells._stats_routing import routing_stats
@@ -41,8 +42,7 @@ from eggpool.shells._store_rollups import EXACTNESS, LATENCY_EDGES, bucket_colum
 
 __all__ = ["STALE_PENDING_S", "Stats"]
 
-STALE_PENDING_S = 15 * 60
-"""A request pending longer than this is counted as stale in the pending health."""
+STALE_PENDING_S = _lists.STALE_PENDING_S
 
 _HOUR = 3600
 _KNOWN_EXACTNESS = "'exact', 'derived', 'partial', 'estimated'"
@@ -242,96 +242,16 @@ class Stats:
         }
 
     def backoffs(self, now: float) -> dict[str, object]:
-        rows = self._conn.execute(
-            "SELECT provider, account, model, reason, until, probe_at FROM backoffs "
-            "WHERE until > ? ORDER BY until",
-            (now,),
-        ).fetchall()
-        return {
-            "now": now,
-            "backoffs": [
-                {
-                    "provider": provider,
-                    "account": account or None,
-                    "model": model or None,
-                    "reason": reason,
-                    "until": None if math.isinf(until) else until,
-                    "probe_at": probe_at,
-                }
-                for provider, account, model, reason, until, probe_at in rows
-            ],
-        }
+        return _lists.backoffs(self._conn, now)
 
     def operational(self, q: StatsQuery) -> dict[str, object]:
-        where = "at >= ? AND at < ?"
-        params: list[object] = [q.start, q.end]
-        if q.kind is not None:
-            where += " AND kind = ?"
-            params.append(q.kind)
-        counts = self._conn.execute(
-            f"SELECT kind, count(*) FROM operational_events WHERE {where} GROUP BY kind", params
-        ).fetchall()
-        recent = self._conn.execute(
-            f"SELECT at, kind, detail FROM operational_events WHERE {where} "
-            "ORDER BY at DESC, id DESC LIMIT ?",
-            [*params, q.limit or 50],
-        ).fetchall()
-        return {
-            **shape.period(q),
-            "counts": dict(sorted(counts)),
-            "events": [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in recent],
-        }
+        return _lists.operational(self._conn, q)
 
     def account_events(self, q: StatsQuery) -> dict[str, object]:
-        """Cooldowns started, lengthened and ended over the period: counts and the latest."""
-        where = ["at >= ?", "at < ?"]
-        params: list[object] = [q.start, q.end]
-        for column, value in (("account", q.account), ("provider", q.provider), ("kind", q.kind)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        clause = " AND ".join(where)
-        counts = self._conn.execute(
-            f"SELECT kind, reason, count(*) FROM account_events WHERE {clause} "
-            "GROUP BY kind, reason ORDER BY 3 DESC, 1, 2",
-            params,
-        ).fetchall()
-        recent = self._conn.execute(
-            "SELECT at, provider, account, model, kind, reason, until FROM account_events "
-            f"WHERE {clause} ORDER BY at DESC, id DESC LIMIT ?",
-            [*params, q.limit or 50],
-        ).fetchall()
-        return {
-            **shape.period(q),
-            "counts": [{"kind": k, "reason": r, "events": n} for k, r, n in counts],
-            "events": [
-                {
-                    "at": at,
-                    "provider": provider,
-                    "account": account or None,
-                    "model": model or None,
-                    "kind": kind,
-                    "reason": reason,
-                    "until": None if until is None or math.isinf(until) else until,
-                }
-                for at, provider, account, model, kind, reason, until in recent
-            ],
-        }
+        return _lists.account_events(self._conn, q)
 
     def pending_health(self, now: float) -> dict[str, object]:
-        count, oldest = self._conn.execute(
-            "SELECT count(*), min(started_at) FROM requests WHERE status = 'pending'"
-        ).fetchone()
-        (stale,) = self._conn.execute(
-            "SELECT count(*) FROM requests WHERE status = 'pending' AND started_at < ?",
-            (now - STALE_PENDING_S,),
-        ).fetchone()
-        return {
-            "pending": count,
-            "oldest_pending_age_s": None if oldest is None else round(now - oldest, 3),
-            "stale_pending": stale,
-            "stale_after_s": STALE_PENDING_S,
-        }
+        return _lists.pending_health(self._conn, now)
 
     def routing(self, q: StatsQuery) -> dict[str, object]:
         return routing_stats(self._conn, q)
@@ -343,77 +263,10 @@ class Stats:
         return retry_stats(self._conn, q)
 
     def recent_requests(self, q: StatsQuery) -> dict[str, object]:
-        where = ["started_at >= ?", "started_at < ?"]
-        params: list[object] = [q.start, q.end]
-        for column, value in (
-            ("account", q.account),
-            ("provider", q.provider),
-            ("model", q.model),
-            ("http_status", q.status),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        rows = self._conn.execute(
-            f"SELECT {shape.REQUEST_COLUMNS} FROM requests WHERE {' AND '.join(where)} "
-            "ORDER BY started_at DESC LIMIT ?",
-            [*params, q.limit or 50],
-        ).fetchall()
-        return {**shape.period(q), "requests": [shape.request(row) for row in rows]}
+        return _lists.recent_requests(self._conn, q)
 
     def trace(self, request_id: str) -> dict[str, object] | None:
-        row = self._conn.execute(
-            f"SELECT {shape.REQUEST_COLUMNS} FROM requests WHERE request_id = ?", (request_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        attempts = self._conn.execute(
-            "SELECT attempt_id, account, provider, ended_at, http_status, category, failover, "
-            "latency FROM attempts WHERE request_id = ? ORDER BY ended_at, rowid",
-            (request_id,),
-        ).fetchall()
-        decisions = self._conn.execute(
-            "SELECT decision_id, at, model, account, candidates, affinity "
-            "FROM routing_decisions WHERE request_id = ? ORDER BY at, decision_id",
-            (request_id,),
-        ).fetchall()
-        left_out: dict[str, list[dict[str, str]]] = {}
-        for decision_id, account, reason in self._conn.execute(
-            "SELECT e.decision_id, e.account, e.reason FROM routing_exclusions AS e "
-            "JOIN routing_decisions AS d ON d.decision_id = e.decision_id "
-            "WHERE d.request_id = ? ORDER BY e.account",
-            (request_id,),
-        ):
-            left_out.setdefault(decision_id, []).append({"account": account, "reason": reason})
-        return {
-            "request": shape.request(row),
-            "attempts": [
-                {
-                    "attempt_id": attempt_id,
-                    "account": account,
-                    "provider": provider,
-                    "ended_at": ended_at,
-                    "status": status,
-                    "category": category,
-                    "failover": bool(failover),
-                    "latency_s": latency,
-                }
-                for attempt_id, account, provider, ended_at, status, category, failover, latency
-                in attempts
-            ],
-            "routing": [
-                {
-                    "decision_id": decision_id,
-                    "at": at,
-                    "model": model,
-                    "account": account or None,
-                    "candidates": candidates,
-                    "affinity": bool(affinity),
-                    "excluded": left_out.get(decision_id, []),
-                }
-                for decision_id, at, model, account, candidates, affinity in decisions
-            ],
-        }  # fmt: skip
+        return _lists.trace(self._conn, request_id)
 
     # -- aggregation ---------------------------------------------------------------------
 
