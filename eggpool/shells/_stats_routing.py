@@ -27,7 +27,10 @@ _EXCLUSIONS = ("SUM(exclusions)", "COUNT(*)")
 def routing_stats(conn: sqlite3.Connection, q: StatsQuery) -> dict[str, object]:
     """Decisions, selections per account and model, exclusions by reason, over the period."""
     filters = {"model": q.model, "account": q.account}
-    decided = _decisions(conn, q, filters)
+    decided = _spanned(
+        conn, q, rolled="routing_{unit}s", raw="routing_decisions", keys=["model", "account"],
+        sums=_DECISIONS, filters=filters,
+    )  # fmt: skip
     total = sum(v[0] for v in decided.values())
     unplaced = sum(v[0] for (_, account), v in decided.items() if not account)
     affinity = sum(v[1] for v in decided.values())
@@ -40,7 +43,10 @@ def routing_stats(conn: sqlite3.Connection, q: StatsQuery) -> dict[str, object]:
         row = per_model.setdefault(model, [0, 0])
         row[0] += values[0]
         row[1] += values[0] if not account else 0
-    exclusions = _exclusions(conn, q, {"account": q.account})
+    exclusions = _spanned(
+        conn, q, rolled="exclusion_{unit}s", raw="routing_exclusions", keys=["account", "reason"],
+        sums=_EXCLUSIONS, filters={"account": q.account},
+    )  # fmt: skip
     by_reason: dict[str, float] = {}
     for (_, reason), values in exclusions.items():
         by_reason[reason] = by_reason.get(reason, 0) + values[0]
@@ -70,34 +76,6 @@ def routing_stats(conn: sqlite3.Connection, q: StatsQuery) -> dict[str, object]:
             ]
         ],
     }
-
-
-def _decisions(
-    conn: sqlite3.Connection, q: StatsQuery, filters: dict[str, str | None]
-) -> dict[tuple[Any, ...], list[float]]:
-    return _spanned(
-        conn,
-        q,
-        rolled="routing_{unit}s",
-        raw="routing_decisions",
-        keys=["model", "account"],
-        sums=_DECISIONS,
-        filters=filters,
-    )
-
-
-def _exclusions(
-    conn: sqlite3.Connection, q: StatsQuery, filters: dict[str, str | None]
-) -> dict[tuple[Any, ...], list[float]]:
-    return _spanned(
-        conn,
-        q,
-        rolled="exclusion_{unit}s",
-        raw="routing_exclusions",
-        keys=["account", "reason"],
-        sums=_EXCLUSIONS,
-        filters=filters,
-    )
 
 
 def _spanned(

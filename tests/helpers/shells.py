@@ -11,6 +11,7 @@ between shells taken out (dates, server names, framing, request ids);
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +29,15 @@ from eggpool.shells._runtime import default_store
 from eggpool.shells.asyncio_shell.app import Server
 
 SHELLS = ("anyio-asyncio", "anyio-trio", "quart")
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def plain_answer(prompt_tokens: int = 2, completion_tokens: int = 1) -> bytes:
+    """A provider's whole JSON answer saying "hi", with its usage."""
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    return json.dumps({"choices": [{"message": {"content": "hi"}}], "usage": usage}).encode()
+
+
 KEY = "server-key-0123456789"
 # Headers that differ between HTTP servers by nature, not by what the proxy decided.
 _TRANSPORT = frozenset(

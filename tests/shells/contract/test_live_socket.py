@@ -21,17 +21,11 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request, TextMessage
 
 from tests.helpers.loopback import client
-from tests.helpers.shells import KEY, Provider, serving, two_provider_config
+from tests.helpers.shells import CHAT, KEY, Provider, plain_answer, serving, two_provider_config
 
 pytestmark = pytest.mark.anyio
 
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-PLAIN = json.dumps(
-    {
-        "choices": [{"message": {"content": "hi"}}],
-        "usage": {"prompt_tokens": 2, "completion_tokens": 1},
-    }
-).encode()
+PLAIN = plain_answer(2, 1)
 
 
 class Refused(Exception):

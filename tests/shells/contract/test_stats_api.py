@@ -17,17 +17,11 @@ import attrs
 import pytest
 
 from tests.helpers.loopback import client
-from tests.helpers.shells import KEY, Provider, serving, two_provider_config
+from tests.helpers.shells import CHAT, KEY, Provider, plain_answer, serving, two_provider_config
 
 pytestmark = pytest.mark.anyio
 
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-PLAIN = json.dumps(
-    {
-        "choices": [{"message": {"content": "hi"}}],
-        "usage": {"prompt_tokens": 20, "completion_tokens": 10},
-    }
-).encode()
+PLAIN = plain_answer(20, 10)
 
 
 def provider(times: int = 3) -> Provider:
