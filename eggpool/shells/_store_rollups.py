@@ -55,6 +55,8 @@ import sqlite3
 
 __all__ = [
     "EXACTNESS",
+    "HOUR_ROWS_DAYS",
+    "HOUR_TABLES",
     "LATENCY_EDGES",
     "UNITS",
     "bucket_columns",
@@ -145,6 +147,15 @@ CREATE TABLE attempt_{unit}s (
     PRIMARY KEY ({unit}, account, provider, category, http_status)
 ) WITHOUT ROWID
 """
+
+HOUR_ROWS_DAYS = 400
+"""Hour rows are kept this long (the longest period the stats take); day rows for ever."""
+
+HOUR_TABLES = (
+    "request_hours", "outcome_hours", "latency_hours", "attempt_hours", "routing_hours",
+    "exclusion_hours",
+)  # fmt: skip
+"""Every hour rollup (schema 4 and 6), for retention."""
 
 UNITS = {"hour": 3600, "day": 86400}
 """The rollups' resolutions: each has its three tables, `request_hours` ... `latency_days`."""

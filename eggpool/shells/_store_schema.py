@@ -71,7 +71,7 @@ from eggpool.core.effects import (
     RequestStarted,
     RoutingDecided,
 )
-from eggpool.shells._store_rollups import migrate_rollups
+from eggpool.shells._store_rollups import HOUR_TABLES, migrate_rollups
 from eggpool.shells._store_routing import (
     INSERT_DECISION,
     INSERT_EXCLUSION,
@@ -482,6 +482,17 @@ RETENTION_STATEMENTS: tuple[tuple[str, str], ...] = (
             SELECT id FROM account_events WHERE at < :event_cutoff
             ORDER BY at LIMIT :limit)
         """,
+    ),
+    *(
+        (
+            table,
+            f"""
+            DELETE FROM {table} WHERE hour IN (
+                SELECT hour FROM {table} WHERE hour < :hour_rows_cutoff
+                ORDER BY hour LIMIT :limit)
+            """,
+        )
+        for table in HOUR_TABLES
     ),
     (
         "backoffs",

@@ -63,6 +63,7 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 
 from eggpool.core.effects import CatalogChanged, Record
+from eggpool.shells._store_rollups import HOUR_ROWS_DAYS
 from eggpool.shells._store_schema import RETENTION_STATEMENTS, prepare_batch
 
 __all__ = ["Retention", "Writer", "WriterTiming", "describe"]
@@ -434,6 +435,7 @@ class Writer:
             "request_cutoff": now - retention.request_seconds,
             "charge_cutoff": now - max(retention.request_seconds, retention.charge_seconds),
             "event_cutoff": now - retention.event_seconds,
+            "hour_rows_cutoff": int((now - HOUR_ROWS_DAYS * 86400) // 3600),
             "limit": retention.max_rows,
         }
         counts: dict[str, int] = {}

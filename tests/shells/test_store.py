@@ -872,3 +872,19 @@ def test_a_requests_entropy_and_session_are_kept_for_replay(tmp_path: Path) -> N
         ("m\x00abc123",),
         (None,),
     ]
+
+
+def test_retention_drops_old_hour_rollups_and_keeps_the_days(tmp_path: Path) -> None:
+    path = tmp_path / "usage.sqlite3"
+    ancient = NOW - 500 * DAY
+    with running(retention_config(path, max_rows=100), cleanup_delay=3600.0) as store:
+        for record in (started("old", ancient), finalized("old", ancient + 1, cost=0),
+                       started("new"), finalized("new")):  # fmt: skip
+            store.persist(record)
+        assert store.flush()
+        passes = [store.cleanup() for _ in range(2)]
+    assert [p["request_hours"] for p in passes if p] == [1, 0]
+    hours = rows(path, "SELECT hour * 3600 FROM request_hours")
+    days = rows(path, "SELECT day * 86400 FROM request_days ORDER BY day")
+    assert [hour for (hour,) in hours] == [int(NOW // 3600) * 3600]
+    assert [day for (day,) in days] == [int(ancient // DAY) * DAY, int(NOW // DAY) * DAY]
