@@ -442,6 +442,16 @@ class Ledger:
         self._dirty.add(reservation.account)
         return True
 
+    def held(self, now: float) -> tuple[int, int, float | None]:
+        """Reservations in flight: how many, their microdollars, the oldest one's age (s)."""
+        reservations = self._reservations.values()
+        oldest = min((r.reserved_at for r in reservations), default=None)
+        return (
+            len(self._reservations),
+            sum(r.microdollars for r in reservations),
+            None if oldest is None else max(now - oldest, 0.0),
+        )
+
     def release(self, attempt_id: str) -> bool:
         """Drop the reservation without a cost; False (no-op) if not reserved."""
         reservation = self._reservations.pop(attempt_id, None)

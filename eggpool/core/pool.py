@@ -246,6 +246,15 @@ class Pool:
     def _authenticate(self, headers: tuple[tuple[str, str], ...]) -> LocalFailure | None:
         return authenticate(self.config.server.api_key, headers)
 
+    def reservations(self, now: float) -> dict[str, object]:
+        """The quota held for attempts in flight (the dashboard's system health)."""
+        count, microdollars, oldest = self.services.ledger.held(now)
+        return {
+            "active": count,
+            "reserved_usd": round(microdollars / 1e6, 6),
+            "oldest_age_s": None if oldest is None else round(oldest, 3),
+        }
+
     def price_provenance(self) -> list[dict[str, object]]:
         """The rates each served (model, provider) is billed at, and where each rate came
         from (override, provider metadata, the bundled table, the fallback...)."""

@@ -11,7 +11,19 @@ import html
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-__all__ = ["card", "chart", "count", "e", "money", "seconds", "share", "table", "tag", "when"]
+__all__ = [
+    "card",
+    "chart",
+    "count",
+    "e",
+    "money",
+    "reservations",
+    "seconds",
+    "share",
+    "table",
+    "tag",
+    "when",
+]
 
 
 def e(value: object) -> str:
@@ -73,3 +85,14 @@ def tag(text: str, kind: str) -> str:
 def chart(markup: str, kind: str = "") -> str:
     """A panel holding one SVG chart; `kind` adds a class (`heatmap` is drawn smaller)."""
     return f'<section class="panel chart {kind}">{markup}</section>'
+
+
+def reservations(held: object) -> str:
+    """A card of the quota reserved for attempts in flight (from the Pool), if known."""
+    if not isinstance(held, dict):
+        return ""
+    oldest = held.get("oldest_age_s")
+    detail = f"{money(held['reserved_usd'])} held" + (
+        f", oldest {seconds(oldest)}" if oldest is not None else ""
+    )
+    return card("Reservations", count(held["active"]), detail)

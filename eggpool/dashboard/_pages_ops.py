@@ -43,6 +43,7 @@ def reliability(context: object, data: Mapping[str, Any]) -> str:
             f"oldest {h.seconds(pending['oldest_pending_age_s'])}",
         )
         + h.card("Stale pending", h.count(pending["stale_pending"]), "pending over 15 minutes")
+        + h.reservations(pending.get("reservations"))
         + h.card("Cooldowns", h.count(len(backoffs["backoffs"])), "running now")
         + h.card(
             "Upstream attempts",

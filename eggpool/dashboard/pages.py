@@ -176,6 +176,7 @@ def _overview(context: Context, data: Mapping[str, Any]) -> str:
                 f"{h.count(pending['stale_pending'])} stale (over 15 minutes)",
                 live="pending",
             ),
+            h.reservations(pending.get("reservations")),
         )
     )
     series = data["series"]

@@ -141,7 +141,10 @@ class StatsService:
             daily = attrs.evolve(q, start=now - 90 * 86400, end=now, bucket=Bucket.DAY)
             return {
                 "summary": stats.summary(q),
-                "pending": stats.pending_health(now),
+                "pending": {
+                    **stats.pending_health(now),
+                    "reservations": state.get("reservations"),
+                },
                 "accounts": stats.accounts(q, now),
                 "series": stats.timeseries(grouped),
                 "daily": stats.timeseries(daily),
@@ -160,7 +163,10 @@ class StatsService:
                 "attempts": stats.attempts(q),
                 "retries": stats.retries(q),
                 "errors": stats.errors(q),
-                "pending": stats.pending_health(now),
+                "pending": {
+                    **stats.pending_health(now),
+                    "reservations": state.get("reservations"),
+                },
                 "backoffs": stats.backoffs(now),
             }
         if name == "routing":
@@ -174,6 +180,11 @@ class StatsService:
             trace = stats.trace(call.request_id)
             return None if trace is None else {"trace": trace}
         raise AssertionError(f"no data for page {name!r}")
+
+    @staticmethod
+    def _pending(stats: Stats, now: float, state: dict[str, object]) -> dict[str, object]:
+        """Pending requests (the database) and the quota reserved for them (the Pool)."""
+        return {**stats.pending_health(now), "reservations": state.get("reservations")}
 
     def _static(self, file: site.StaticFile) -> Answer:
         if file.theme is not None:
@@ -207,7 +218,7 @@ class StatsService:
         what `loop_state` said on the loop."""
         if call.endpoint.name == "runtime":
             return api.respond(self._runtime(state or {}))
-        payload = self._query(call, now)
+        payload = self._query(call, now, state or {})
         if payload is None:
             return api.refuse(LocalFailure.not_found(f"request with id {call.request_id!r}"))
         return api.respond(payload)
@@ -226,7 +237,7 @@ class StatsService:
             stats = self._stats = Stats(self._connect(), self.config)
         return stats
 
-    def _query(self, call: api.ApiCall, now: float) -> object:
+    def _query(self, call: api.ApiCall, now: float, state: dict[str, object]) -> object:
         stats = self._open()
         q = call.query
         match call.endpoint.name:
@@ -255,7 +266,7 @@ class StatsService:
             case "operational":
                 return stats.operational(q)
             case "pending-health":
-                return stats.pending_health(now)
+                return self._pending(stats, now, state)
             case "recent-requests":
                 return stats.recent_requests(q)
             case "recent":

@@ -223,7 +223,11 @@ def _stats_service(
         config,
         connect=store.read_connection,
         database_file=store.file,
-        loop_state=lambda: {"requests_in_flight": pool.in_flight, **driver.loop_state()},
+        loop_state=lambda: {
+            "requests_in_flight": pool.in_flight,
+            "reservations": pool.reservations(time.time()),
+            **driver.loop_state(),
+        },
         prices=pool.price_provenance,
     )
 

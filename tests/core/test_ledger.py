@@ -674,3 +674,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 TestLedgerMachine = LedgerMachine.TestCase
+
+
+def test_held_reservations_report_count_amount_and_oldest_age() -> None:
+    book = Ledger({"a": LIMITS, "b": LIMITS})
+    assert book.held(100.0) == (0, 0, None)
+    book.reserve("r1#1", "a", 300, 10.0)
+    book.reserve("r2#1", "b", 200, 40.0)
+    assert book.held(100.0) == (2, 500, 90.0)
+    book.settle("r1#1", 250, 50.0)
+    book.release("r2#1")
+    assert book.held(100.0) == (0, 0, None)

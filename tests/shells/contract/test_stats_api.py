@@ -83,6 +83,7 @@ async def test_answers_are_json_with_the_security_headers(shell: str, db: Path) 
     assert headers["cache-control"] == "no-store"
     assert "default-src 'none'" in headers["content-security-policy"]
     assert body["pending"] == 0
+    assert body["reservations"] == {"active": 0, "reserved_usd": 0.0, "oldest_age_s": None}
 
 
 async def test_a_public_dashboard_still_guards_per_request_data(shell: str, db: Path) -> None:
