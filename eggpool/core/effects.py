@@ -154,6 +154,8 @@ class AttemptEnded:
     category: str | None  # the classifier's, None for a success
     failover: bool
     latency: float  # seconds from dispatch
+    connect: float | None = None  # of which getting a connection (if the shell said)
+    head: float | None = None  # seconds from dispatch to the response head (None: no head)
 
 
 @attrs.frozen(kw_only=True, slots=True)

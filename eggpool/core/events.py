@@ -74,6 +74,7 @@ class UpstreamResponseStarted:
     attempt_id: str
     status: int
     headers: Headers
+    connect_s: float | None = None  # getting the connection took this long (if the shell knows)
 
 
 @attrs.frozen(kw_only=True, slots=True)

@@ -154,6 +154,8 @@ class _Attempt:
     body_bytes: int = 0
     last_activity: float = 0.0
     open: bool = True  # the upstream connection is live
+    head: float | None = None  # seconds from dispatch to the response head
+    connect: float | None = None  # of which getting a connection (as the shell measured)
 
 
 Handler = Callable[["RequestMachine", object], list[Effect]]
@@ -404,6 +406,8 @@ class RequestMachine:
             return []  # a late answer of an attempt already given up: ignore it
         attempt.status, attempt.headers = event.status, event.headers
         attempt.last_activity = event.now.mono
+        attempt.head = event.now.mono - attempt.dispatched
+        attempt.connect = event.connect_s
         # The attempt's one timer now watches for silence between chunks (a lazy check:
         # chunks arm nothing; when it fires with activity since, it re-arms for the rest).
         idle = attempt.provider.http.read_timeout_s
@@ -740,6 +744,8 @@ class RequestMachine:
                 category=None if decision is None else decision.category.value,
                 failover=decision is not None and decision.failover,
                 latency=now.mono - attempt.dispatched,
+                connect=attempt.connect,
+                head=attempt.head,
             )
         )
 

@@ -328,7 +328,27 @@ def _latency(context: Context, data: Mapping[str, Any]) -> str:
         rows.append(_percentile_row(f"{m['model'] or '-'}: latency", m["latency"]))
         rows.append(_percentile_row(f"{m['model'] or '-'}: first token", m["ttft"]))
     headings = ("", "Average", "p50", "p90", "p99", "Max")
-    return h.table("Latency and time to first token (percentiles estimated)", headings, rows)
+    table = h.table("Latency and time to first token (percentiles estimated)", headings, rows)
+    return table + _phases(latency.get("phases") or {})
+
+
+def _phases(phases: Mapping[str, Any]) -> str:
+    """Where attempts' time went on average, and the proxy's own share."""
+    overhead = phases.get("proxy_overhead_us") or {}
+    p50, p95 = overhead.get("p50"), overhead.get("p95")
+    rows = [
+        ["Getting a connection", h.seconds(phases.get("connect_s"))],
+        ["Waiting for the response head", h.seconds(phases.get("upstream_wait_s"))],
+        ["After the head (the body, a stream's tokens)", h.seconds(phases.get("after_head_s"))],
+        [
+            "The proxy's own work per request (p50 / p95)",
+            "-" if p50 is None else f"{p50:,.0f} / {p95:,.0f} µs",
+        ],
+    ]
+    measured = phases.get("attempts_measured") or 0
+    return h.table(
+        f"Phases, averaged over {measured:,} upstream attempts", ("Phase", "Time"), rows
+    )
 
 
 def _timeseries(context: Context, data: Mapping[str, Any]) -> str:

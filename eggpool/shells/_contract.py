@@ -569,12 +569,20 @@ class _AttemptReceiver:
     driver: Driver
     attempt_id: str
     done: bool = False
+    connect_s: float | None = None
+
+    def connected(self, seconds: float) -> None:
+        self.connect_s = seconds
 
     def head(self, status: int, headers: tuple[tuple[str, str], ...]) -> None:
         driver = self.driver
         driver.feed(
             UpstreamResponseStarted(
-                now=driver.now(), attempt_id=self.attempt_id, status=status, headers=headers
+                now=driver.now(),
+                attempt_id=self.attempt_id,
+                status=status,
+                headers=headers,
+                connect_s=self.connect_s,
             )
         )
 
@@ -602,6 +610,9 @@ class _ModelListReceiver:
     status: int | None = None
     body: bytearray = attrs.Factory(bytearray)
     failure: str | None = None
+
+    def connected(self, seconds: float) -> None:
+        pass  # a model list's timing is not recorded
 
     def head(self, status: int, headers: tuple[tuple[str, str], ...]) -> None:
         self.status = status

@@ -154,7 +154,7 @@ class StatsService:
         if name == "models":
             return {"models": stats.models(q)}
         if name == "latency":
-            return {"latency": stats.latency(q)}
+            return {"latency": _with_overhead(stats.latency(q), state)}
         if name == "timeseries":
             grouped = q if q.group_by is not None else attrs.evolve(q, group_by=GroupBy.ACCOUNT)
             return {"series": stats.timeseries(grouped)}
@@ -252,7 +252,7 @@ class StatsService:
             case "errors":
                 return stats.errors(q)
             case "latency":
-                return stats.latency(q)
+                return _with_overhead(stats.latency(q), state)
             case "routing":
                 return stats.routing(q)
             case "attempts":
@@ -318,3 +318,11 @@ def _refused_page(failure: LocalFailure) -> Answer:
     if failure.allow:
         headers.append(("allow", ", ".join(failure.allow)))
     return status, tuple(headers), pages.error_page(status, failure.message).encode("utf-8")
+
+
+def _with_overhead(latency: dict[str, object], state: dict[str, object]) -> dict[str, object]:
+    """The latency answer with the proxy's own dispatch overhead (from the Driver)."""
+    phases = latency.get("phases")
+    if isinstance(phases, dict):
+        phases = {**phases, "proxy_overhead_us": state.get("dispatch_overhead_us")}
+    return {**latency, "phases": phases}

@@ -36,7 +36,7 @@ from eggpool.core.ledger import WINDOW_SECONDS, account_limits
 from eggpool.dashboard.params import StatsQuery
 from eggpool.shells import _stats_lists as _lists
 from eggpool.shells import _stats_shape as shape
-from eggpool.shells._stats_attempts import attempt_stats, retry_stats
+from eggpool.shells._stats_attempts import attempt_stats, phase_stats, retry_stats
 from eggpool.shells._stats_routing import routing_stats
 from eggpool.shells._store_rollups import EXACTNESS, LATENCY_EDGES, bucket_columns
 
@@ -238,6 +238,7 @@ class Stats:
             **shape.period(q),
             "latency": self._percentiles(q, "latency", total),
             "ttft": self._percentiles(q, "ttft", total),
+            "phases": phase_stats(self._conn, q),
             "models": per_model[: q.limit],
         }
 

@@ -18,7 +18,7 @@ from typing import Any
 from eggpool.dashboard.params import StatsQuery
 from eggpool.shells import _stats_shape as shape
 
-__all__ = ["attempt_stats", "retry_stats"]
+__all__ = ["attempt_stats", "phase_stats", "retry_stats"]
 
 _ROLLED = "SUM(attempts), SUM(failovers), SUM(latency_sum), SUM(latency_count)"
 _RAW = "COUNT(*), SUM(failover != 0), SUM(COALESCE(latency, 0)), COUNT(latency)"
@@ -31,8 +31,14 @@ _KEYS_RAW = {
 Groups = dict[tuple[Any, ...], list[float]]
 
 
-def _rows(conn: sqlite3.Connection, q: StatsQuery, by: list[str]) -> Groups:
-    """(attempts, failovers, latency sum, latency count) per group of `by` over the period."""
+def _rows(
+    conn: sqlite3.Connection,
+    q: StatsQuery,
+    by: list[str],
+    sums: tuple[str, str] = (_ROLLED, _RAW),
+) -> Groups:
+    """`sums` (by default attempts, failovers, latency sum, latency count) per group of `by`
+    over the period: (rollup columns, row columns)."""
     out: Groups = {}
     for unit, low, high in shape.spans(q, days=True):
         where: list[str] = []
@@ -45,18 +51,18 @@ def _rows(conn: sqlite3.Connection, q: StatsQuery, by: list[str]) -> Groups:
         if unit == "raw":
             keys = [_KEYS_RAW[k] for k in by]
             where[:0] = ["ended_at >= ?", "ended_at < ?"]
-            table, sums = "attempts", _RAW
+            table, columns_sql = "attempts", sums[1]
         else:
             keys = list(by)
             where[:0] = [f"{unit} >= ?", f"{unit} < ?"]
-            table, sums = f"attempt_{unit}s", _ROLLED
+            table, columns_sql = f"attempt_{unit}s", sums[0]
         group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
-        columns = ", ".join([*keys, sums])
+        columns = ", ".join([*keys, columns_sql])
         sql = f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)}{group}"
         for row in conn.execute(sql, [low, high, *params]):
-            if not row[len(keys)]:
+            if not any(row[len(keys) :]):  # an empty range: SUM() of nothing
                 continue
-            totals = out.setdefault(tuple(row[: len(keys)]), [0, 0, 0.0, 0])
+            totals = out.setdefault(tuple(row[: len(keys)]), [0] * (len(row) - len(keys)))
             for index, value in enumerate(row[len(keys) :]):
                 totals[index] += value or 0
     return out
@@ -130,4 +136,27 @@ def retry_stats(conn: sqlite3.Connection, q: StatsQuery) -> dict[str, object]:
             }
             for category, values in failed[: q.limit]
         ],
+    }
+
+
+_PHASES = (
+    "SUM(connect_sum), SUM(connect_count), SUM(head_sum), SUM(head_count), "
+    "SUM(headed_latency_sum)",
+    "SUM(COALESCE(connect, 0)), COUNT(connect), SUM(COALESCE(head, 0)), COUNT(head), "
+    "SUM(CASE WHEN head IS NULL THEN 0 ELSE COALESCE(latency, 0) END)",
+)
+
+
+def phase_stats(conn: sqlite3.Connection, q: StatsQuery) -> dict[str, object]:
+    """Where attempts' time went, on average: getting a connection, waiting for the
+    response head after it, and receiving the rest after the head (a stream's tokens)."""
+    totals = _rows(conn, q, [], _PHASES).get((), [0, 0, 0.0, 0, 0.0])
+    connect_sum, connected, head_sum, headed, headed_latency = totals
+    connect = connect_sum / connected if connected else None
+    head = head_sum / headed if headed else None
+    return {
+        "attempts_measured": int(headed),
+        "connect_s": None if connect is None else round(connect, 4),
+        "upstream_wait_s": (None if head is None else round(max(head - (connect or 0.0), 0.0), 4)),
+        "after_head_s": None if not headed else round((headed_latency - head_sum) / headed, 4),
     }

@@ -23,7 +23,8 @@ attempt statistics; it is also what keeps the "upgrade from every earlier
 version" test honest (tests/shells/test_store.py). Version 3 keeps each
 request's routing entropy and session; version 4 adds the hourly rollups
 the stats read (`_store_rollups`); version 5 the history of cooldowns
-(`account_events`); version 6 routing decisions (`_store_routing`).
+(`account_events`); version 6 routing decisions (`_store_routing`);
+version 7 where an attempt's time went (`_store_phases`).
 
 Rows (`prepare_batch`, used by eggpool/shells/_store_writer.py). Times are
 wall-clock Unix seconds as REAL; money is integer microdollars; a backoff's
@@ -71,6 +72,7 @@ from eggpool.core.effects import (
     RequestStarted,
     RoutingDecided,
 )
+from eggpool.shells._store_phases import migrate_phases
 from eggpool.shells._store_rollups import HOUR_TABLES, migrate_rollups
 from eggpool.shells._store_routing import (
     INSERT_DECISION,
@@ -238,6 +240,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=4, name="hourly rollups of finalized requests", apply=migrate_rollups),
     Migration(version=5, name="account events: the history of cooldowns", apply=_V5),
     Migration(version=6, name="routing decisions and their rollups", apply=migrate_routing),
+    Migration(version=7, name="attempt phases: connect and head times", apply=migrate_phases),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -364,8 +367,8 @@ ON CONFLICT (request_id) DO NOTHING
 
 _INSERT_ATTEMPT = """
 INSERT INTO attempts (attempt_id, request_id, account, provider, ended_at, http_status,
-                      category, failover, latency)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      category, failover, latency, connect, head)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (attempt_id) DO NOTHING
 """
 
@@ -622,6 +625,8 @@ def _attempt_row(record: AttemptEnded) -> Row:
         _opt_text(record.category, _SHORT_CHARS),
         int(bool(record.failover)),
         _real(record.latency),
+        _real(record.connect),
+        _real(record.head),
     )
 
 

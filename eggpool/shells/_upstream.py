@@ -108,6 +108,10 @@ class UpstreamRequest:
 class Receiver(Protocol):
     """Where `send` reports; every method is called synchronously from the event loop."""
 
+    def connected(self, seconds: float) -> None:
+        """How long getting a connection took (a free slot, then TCP, TLS and proxy
+        handshakes; about 0 for a pooled one): before `head`, again after a retry."""
+
     def head(self, status: int, headers: tuple[tuple[str, str], ...]) -> None: ...
 
     def chunk(self, data: bytes) -> None: ...
@@ -169,6 +173,7 @@ class UpstreamClient:
             raise TransportError(_F.LOCAL, "the upstream client is closed")
         target = _parse_url(request.url)
         key: Key = (target.scheme, target.host, target.port, request.proxy)
+        began = anyio.current_time()
         acquired = self._slots.try_acquire()
         if not acquired:
             with anyio.move_on_after(request.pool_timeout):
@@ -187,6 +192,7 @@ class UpstreamClient:
             reused = connection is not None
             if connection is None:
                 connection = await self._connect(key, target, request)
+            report.receiver.connected(anyio.current_time() - began)
             try:
                 reusable = await exchange(
                     connection, request, target, report.receiver, reused=reused
@@ -195,6 +201,7 @@ class UpstreamClient:
                 stale, connection = connection, None
                 await self._close_all([stale])
                 connection = await self._connect(key, target, request)
+                report.receiver.connected(anyio.current_time() - began)
                 reusable = await exchange(
                     connection, request, target, report.receiver, reused=False
                 )

@@ -121,7 +121,8 @@ def _request(rng: random.Random, n: int, at: float) -> list[Record]:
         AttemptEnded(
             request_id=request_id, attempt_id=f"{request_id}#{attempts}", account=account,
             provider=ACCOUNTS[account], at=at, status=status, category=None, failover=False,
-            latency=latency,
+            latency=latency, connect=rng.choice((0.0, 0.0, 0.0, rng.random() * 0.2)),
+            head=min(latency, (ttft or latency) * 0.9),
         ),
         RequestFinalized(
             request_id=request_id, at=at, outcome=outcome, status=status, model=model,

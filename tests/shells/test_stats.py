@@ -258,3 +258,18 @@ def test_attempts_and_retries_equal_the_attempt_rows(
     assert sum(a["attempts"] for a in attempts["accounts"]) == total
     retries = stats.retries(q)
     assert {c["category"]: c["attempts"] for c in retries["categories"]} == categories
+
+
+def test_phases_average_the_attempts_timings(stats: Stats, generated: Path) -> None:
+    q = query("period=7d")
+    with sqlite3.connect(generated) as conn:
+        connect, head, after, measured = conn.execute(
+            "SELECT avg(connect), avg(head), avg(latency - head), count(head) FROM attempts "
+            "WHERE ended_at >= ? AND ended_at < ? AND head IS NOT NULL",
+            (q.start, q.end),
+        ).fetchone()
+    phases = stats.latency(q)["phases"]
+    assert phases["attempts_measured"] == measured
+    assert phases["connect_s"] == pytest.approx(connect, abs=1e-4)
+    assert phases["upstream_wait_s"] == pytest.approx(head - connect, abs=1e-4)
+    assert phases["after_head_s"] == pytest.approx(after, abs=1e-4)

@@ -73,6 +73,10 @@ class Recorder:
     events: list[tuple[object, ...]] = attrs.Factory(list)
     chunks: list[bytes] = attrs.Factory(list)
     on_chunk: Callable[[bytes], None] | None = None
+    connects: list[float] = attrs.Factory(list)
+
+    def connected(self, seconds: float) -> None:
+        self.connects.append(seconds)
 
     def head(self, status: int, headers: tuple[tuple[str, str], ...]) -> None:
         self.events.append(("head", status, headers))
@@ -204,6 +208,15 @@ async def test_keepalive_reuses_the_connection(client: UpstreamClient) -> None:
             (await fetch(client, get(server.port))).assert_ok()
     assert server.connections == 1
     assert len(server.requests) == 3
+
+
+async def test_the_receiver_hears_how_long_the_connection_took(client: UpstreamClient) -> None:
+    async with serve(keepalive) as server:
+        first = await fetch(client, get(server.port))
+        second = await fetch(client, get(server.port))
+    assert len(first.connects) == len(second.connects) == 1
+    assert 0 <= first.connects[0] < 5
+    assert 0 <= second.connects[0] < 0.05  # the pooled one: no handshake
 
 
 async def test_connection_close_is_not_reused(client: UpstreamClient) -> None:

@@ -175,6 +175,7 @@ async def test_one_requests_trace_has_its_attempt_chain(shell: str, db: Path) ->
         _, _, retries = await get(port, "/api/stats/retries?period=1h")
         _, _, events = await get(port, "/api/stats/events?period=1h")
         _, _, routing = await get(port, "/api/stats/routing?period=1h")
+        _, _, latency = await get(port, "/api/stats/latency?period=1h")
         _, _, runtime = await get(port, "/api/stats/runtime")
         _, _, prices = await get(port, "/api/stats/pricing-provenance")
     assert status == 200
@@ -190,6 +191,10 @@ async def test_one_requests_trace_has_its_attempt_chain(shell: str, db: Path) ->
     assert [(d["account"], d["candidates"]) for d in trace["routing"]] == [("a1", 2), ("a2", 1)]
     assert {"account": "a1", "reason": "already_tried"} in trace["routing"][1]["excluded"]
     assert (routing["decisions"], routing["no_account"]) == (2, 0)
+    phases = latency["phases"]
+    assert phases["attempts_measured"] == 2  # both attempts had a head
+    assert phases["after_head_s"] >= 0
+    assert phases["proxy_overhead_us"]["samples"] == 1
     assert {s["account"]: s["decisions"] for s in routing["selections"]} == {"a1": 1, "a2": 1}
     assert "already_tried" in {r["reason"] for r in routing["exclusions_by_reason"]}
     cooldown = events["events"][0]
