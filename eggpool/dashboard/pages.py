@@ -177,6 +177,7 @@ def _overview(context: Context, data: Mapping[str, Any]) -> str:
                 live="pending",
             ),
             h.reservations(pending.get("reservations")),
+            _operational_card(data.get("operational")),
         )
     )
     series = data["series"]
@@ -200,6 +201,22 @@ def _overview(context: Context, data: Mapping[str, Any]) -> str:
         f"{h.table('Accounts', _BRIEF_ACCOUNT_HEADINGS, accounts)}"
         f"{h.chart(heat, 'heatmap')}"
     )
+
+
+def _operational_card(operational: object) -> str:
+    """Operational events in the period (crash recovery, shutdowns...), by kind."""
+    if not isinstance(operational, dict):
+        return ""
+    counts = operational.get("counts") or {}
+    total = sum(counts.values())
+    detail = ", ".join(f"{n:,} {kind}" for kind, n in sorted(counts.items())) or "none"
+    return h.card("Operational events", h.count(total), h.e(detail))
+
+
+def _exactness(counts: Mapping[str, int]) -> str:
+    """How an account's costs were known: `12 exact, 3 estimated` (kinds that occurred)."""
+    parts = [f"{n:,} {kind}" for kind, n in counts.items() if n]
+    return h.e(", ".join(parts) or "-")
 
 
 _BRIEF_ACCOUNT_HEADINGS = (
@@ -244,6 +261,7 @@ def _account_rows(
                 _use(monthly),
                 h.count(a["tokens"]["total"]),
                 h.seconds(a["avg_latency_s"]),
+                _exactness(a.get("exactness") or {}),
             ]
         row.append(state)
         rows.append(row)
@@ -275,6 +293,7 @@ def _accounts(context: Context, data: Mapping[str, Any]) -> str:
         "Monthly",
         "Tokens",
         "Avg latency",
+        "Cost exactness",
         "State",
     )
     return h.table("Accounts: spend in each quota window against its cap", headings, rows)

@@ -141,10 +141,8 @@ class StatsService:
             daily = attrs.evolve(q, start=now - 90 * 86400, end=now, bucket=Bucket.DAY)
             return {
                 "summary": stats.summary(q),
-                "pending": {
-                    **stats.pending_health(now),
-                    "reservations": state.get("reservations"),
-                },
+                "pending": self._pending(stats, now, state),
+                "operational": stats.operational(q),
                 "accounts": stats.accounts(q, now),
                 "series": stats.timeseries(grouped),
                 "daily": stats.timeseries(daily),
@@ -163,10 +161,7 @@ class StatsService:
                 "attempts": stats.attempts(q),
                 "retries": stats.retries(q),
                 "errors": stats.errors(q),
-                "pending": {
-                    **stats.pending_health(now),
-                    "reservations": state.get("reservations"),
-                },
+                "pending": self._pending(stats, now, state),
                 "backoffs": stats.backoffs(now),
             }
         if name == "routing":

@@ -126,7 +126,8 @@ class Stats:
                     "provider": account.provider_id if account else None,
                     "configured": account is not None,
                     "enabled": account.enabled if account else False,
-                    **shape.figures(rows.get((name,), shape.empty())),
+                    **shape.figures(totals := rows.get((name,), shape.empty())),
+                    "exactness": {kind: totals[kind] for kind in EXACTNESS},
                     "windows": {
                         label: {
                             "spent_usd": shape.usd(used),

@@ -199,6 +199,15 @@ def test_accounts_show_spend_against_their_windows(stats: Stats, generated: Path
     assert window["cap_usd"] == 5.0
     assert window["use"] == round(spent["cost"] / 5e6, 4)
     assert rows["a1"]["provider"] == "one"
+    with sqlite3.connect(generated) as conn:
+        counted = dict(
+            conn.execute(
+                "SELECT exactness, count(*) FROM requests WHERE status = 'finalized' "
+                "AND account = 'a1' AND finalized_at >= ? AND finalized_at < ? GROUP BY 1",
+                (END - 86400, END),
+            ).fetchall()
+        )
+    assert {k: v for k, v in rows["a1"]["exactness"].items() if v} == counted
 
 
 def test_errors_models_and_latency_cover_the_period(stats: Stats, generated: Path) -> None:
