@@ -201,3 +201,37 @@ async def test_one_requests_trace_has_its_attempt_chain(shell: str, db: Path) ->
     assert (cooldown["account"], cooldown["kind"]) == ("a1", "cooldown")
     assert cooldown["until"] > cooldown["at"]  # the provider asked for 30 s
     assert [(c["category"], c["attempts"]) for c in retries["categories"]] == [("rate_limited", 1)]
+
+
+EXPECTED_KEYS = {
+    "summary": {"requests", "errors", "tokens", "cost_usd", "latency", "ttft", "outcomes"},
+    "accounts": {"accounts"},
+    "models": {"models"},
+    "timeseries": {"points", "bucket"},
+    "errors": {"requests", "errors", "by_outcome_and_status"},
+    "latency": {"latency", "ttft", "models", "phases"},
+    "attempts": {"attempts", "failed", "failovers", "accounts", "by_status"},
+    "retries": {"failed_attempts", "categories"},
+    "routing": {"decisions", "selections", "exclusions_by_reason"},
+    "backoffs": {"now", "backoffs"},
+    "events": {"counts", "events"},
+    "operational": {"counts", "events"},
+    "pending-health": {"pending", "stale_pending", "reservations"},
+    "recent-requests": {"requests"},
+    "runtime": {"process", "serving", "database"},
+    "pricing-provenance": {"prices"},
+}
+
+
+async def test_every_endpoint_answers_with_its_fields(shell: str, db: Path) -> None:
+    from eggpool.dashboard.api import ENDPOINTS
+
+    assert set(EXPECTED_KEYS) | {"recent"} == set(ENDPOINTS)  # a new endpoint needs a line here
+    async with serving(shell, two_provider_config(db), provider(1)) as port:
+        await send_requests(port, 1)
+        await until_counted(port, 1)
+        answers = {name: await get(port, f"/api/stats/{name}") for name in EXPECTED_KEYS}
+    for name, (status, headers, body) in answers.items():
+        assert status == 200, name
+        assert headers["content-type"] == "application/json", name
+        assert EXPECTED_KEYS[name] <= set(body), (name, set(body))
