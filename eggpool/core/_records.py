@@ -1,17 +1,18 @@
 """Records and log lines built from what a request machine decided (pure: values in, effects out).
 
 Theory of operation. A finished request writes one access-log line
-(`server.access_log`), and a health change writes one backoff record; both
-are plain functions of the record or the change, kept apart from the
-request machine so that it holds only its own logic.
+(`server.access_log`), a health change one backoff record, a routing
+decision one routing record; all are plain functions of what was decided,
+kept apart from the request machine so that it holds only its own logic.
 """
 
 from __future__ import annotations
 
-from eggpool.core.effects import BackoffChanged, Log, Persist, RequestFinalized
+from eggpool.core.effects import BackoffChanged, Log, Persist, RequestFinalized, RoutingDecided
 from eggpool.core.health import BackoffChange
+from eggpool.core.routing import STATIC_EXCLUSIONS, RoutingDecision
 
-__all__ = ["access_log", "backoff_record"]
+__all__ = ["access_log", "backoff_record", "routing_record"]
 
 
 def access_log(record: RequestFinalized) -> Log:
@@ -53,5 +54,35 @@ def backoff_record(change: BackoffChange, at: float) -> Persist:
             until=change.until,
             probe_at=change.probe_at,
             at=at,
+        )
+    )
+
+
+def routing_record(
+    decision_id: str,
+    *,
+    request_id: str,
+    model: str,
+    decision: RoutingDecision,
+    account: str | None,
+    at: float,
+) -> Persist:
+    """The record of one routing decision: the account chosen (or none), how many were
+    eligible, whether the session's account was kept, and who was left out for a reason
+    that changes with time (configuration-only reasons hold for every request alike)."""
+    return Persist(
+        record=RoutingDecided(
+            decision_id=decision_id,
+            request_id=request_id,
+            at=at,
+            model=model,
+            account=account,
+            candidates=len(decision.rows),
+            affinity=decision.affinity is not None and decision.affinity == account,
+            excluded=tuple(
+                (e.account, e.reason.value)
+                for e in decision.excluded
+                if e.reason not in STATIC_EXCLUSIONS
+            ),
         )
     )

@@ -48,7 +48,7 @@ from collections.abc import Callable
 
 import attrs
 
-from eggpool.core._records import access_log, backoff_record
+from eggpool.core._records import access_log, backoff_record, routing_record
 from eggpool.core._services import NOT_FORWARDED, Identity, Services
 from eggpool.core.config import Protocol, ProviderConfig
 from eggpool.core.effects import (
@@ -66,7 +66,6 @@ from eggpool.core.effects import (
     RespondBody,
     RespondEnd,
     RespondHead,
-    RoutingDecided,
 )
 from eggpool.core.errors import LocalFailure, render_error, render_stream_error
 from eggpool.core.events import (
@@ -91,7 +90,7 @@ from eggpool.core.retry import (
     UpstreamOutcome,
     classify_outcome,
 )
-from eggpool.core.routing import STATIC_EXCLUSIONS, ExclusionReason, RoutingDecision
+from eggpool.core.routing import ExclusionReason, RoutingDecision
 from eggpool.core.secret import Secret
 from eggpool.core.usage import (
     AnthropicStreamObserver,
@@ -251,7 +250,14 @@ class RequestMachine:
             session=self.session,
         )
         best = decision.best
-        decided = self._decision_record(decision, best.account if best else None, now)
+        decided = routing_record(
+            f"{self.request_id}@{len(self._attempts) + 1}",
+            request_id=self.request_id,
+            model=self.request.model,
+            decision=decision,
+            account=best.account if best else None,
+            at=now.wall,
+        )
         if best is None:
             return [decided, *self._no_candidate(decision, now)]
         if not self._attempts:
@@ -260,26 +266,6 @@ class RequestMachine:
                 return self._respond_local(failure, now, outcome="client_error")
         self._goto(State.ROUTED)
         return [decided, *self._dispatch(best.account, best.provider, best.probe, now)]
-
-    def _decision_record(
-        self, decision: RoutingDecision, account: str | None, now: Now
-    ) -> Persist:
-        return Persist(
-            record=RoutingDecided(
-                decision_id=f"{self.request_id}@{len(self._attempts) + 1}",
-                request_id=self.request_id,
-                at=now.wall,
-                model=self.request.model,
-                account=account,
-                candidates=len(decision.rows),
-                affinity=decision.affinity is not None and decision.affinity == account,
-                excluded=tuple(
-                    (e.account, e.reason.value)
-                    for e in decision.excluded
-                    if e.reason not in STATIC_EXCLUSIONS
-                ),
-            )
-        )
 
     def _estimate_for(self, provider: str | None) -> int:
         services, request = self.services, self.request
