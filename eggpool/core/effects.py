@@ -72,6 +72,7 @@ class OpenUpstream:
     connect_timeout: float = 5.0
     write_timeout: float = 30.0
     pool_timeout: float = 30.0  # longest wait for a free connection slot
+    provider: str = ""  # whose connection limit (`max_connections`) it counts against
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -126,6 +127,7 @@ class FetchModelList:
     connect_timeout: float = 5.0
     write_timeout: float = 30.0
     pool_timeout: float = 30.0
+    provider: str = ""  # whose connection limit (`max_connections`) it counts against
 
 
 # --- persisted records ------------------------------------------------------------------

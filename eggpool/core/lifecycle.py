@@ -357,6 +357,7 @@ class RequestMachine:
                 connect_timeout=provider.http.connect_timeout_s,
                 write_timeout=provider.http.write_timeout_s,
                 pool_timeout=provider.http.pool_timeout_s,
+                provider=provider.id,
             ),
             ArmTimer(key=f"up:{attempt_id}", at=now.mono + provider.http.read_timeout_s),
         ]

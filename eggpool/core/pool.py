@@ -359,6 +359,7 @@ class Pool:
             connect_timeout=provider.http.connect_timeout_s,
             write_timeout=provider.http.write_timeout_s,
             pool_timeout=provider.http.pool_timeout_s,
+            provider=provider.id,
         )
 
     def _model_list(self, event: ModelListReceived) -> list[Effect]:

@@ -483,6 +483,7 @@ class Driver:
             connect_timeout=effect.connect_timeout,
             write_timeout=effect.write_timeout,
             pool_timeout=effect.pool_timeout,
+            group=effect.provider,
         )
         receiver = _AttemptReceiver(self, effect.attempt_id)
         with scope:
@@ -503,6 +504,7 @@ class Driver:
             connect_timeout=effect.connect_timeout,
             write_timeout=effect.write_timeout,
             pool_timeout=effect.pool_timeout,
+            group=effect.provider,
             first_byte_timeout=effect.timeout,
             idle_timeout=effect.timeout,
         )

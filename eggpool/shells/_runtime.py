@@ -135,13 +135,18 @@ def default_store(config: Config, report: Callable[[str, str], None]) -> StoreFo
 
 
 def default_upstream(config: Config) -> UpstreamLike:
-    """One client for every provider: the connection cap is the providers' caps summed; the
-    idle limit, which the client applies per destination, is the largest provider's."""
+    """One client for every provider: each provider's connections stay within its own
+    `max_connections` (a group of the client), the whole within their sum; the idle limit,
+    which the client applies per destination, is the largest provider's."""
     settings = [provider.http for provider in config.providers.values()]
     return UpstreamClient(
         max_connections=sum(s.max_connections for s in settings) or 1,
         max_keepalive=max((s.max_keepalive for s in settings), default=0),
         keepalive_expiry=max((float(s.keepalive_timeout_s) for s in settings), default=30.0),
+        group_limits={
+            provider_id: provider.http.max_connections
+            for provider_id, provider in config.providers.items()
+        },
     )
 
 

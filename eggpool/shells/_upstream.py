@@ -40,6 +40,12 @@ retry) and `_upstream_connect.py` (TCP, proxies, TLS).
   the server), and expired ones are closed lazily, oldest first, whenever
   the pool is touched (there is no background task: the client can be
   used from any task on one event loop).
+- *Groups.* A request may name a `group` (the shells use the provider id)
+  with a limit of its own (`group_limits`: the provider's
+  `max_connections`). Connections are pooled per group, and a group's open
+  connections, active and idle, stay within its limit the same way the
+  whole client's stay within `max_connections` (below): a slot of the group
+  as well, and the group's oldest idle connection closed to make room.
 - *The limit.* `max_connections` bounds open connections, active and idle
   together. A request takes a slot first (FIFO); when none is free it waits
   up to its own `pool_timeout` (`pool_timeout_s`) for one, then fails with
@@ -65,6 +71,7 @@ from __future__ import annotations
 import functools
 import ssl
 from collections import deque
+from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -101,6 +108,7 @@ class UpstreamRequest:
     connect_timeout: float = 5.0  # TCP + proxy handshake + TLS
     write_timeout: float = 30.0
     pool_timeout: float = 30.0  # waiting for a free connection slot (max_connections)
+    group: str = ""  # whose connections these are (the provider): its own limit, if any
     first_byte_timeout: float | None = None  # None: no limit (the core has its own timers)
     idle_timeout: float | None = None  # between body reads; None: no limit
 
@@ -131,10 +139,16 @@ class UpstreamClient:
         max_keepalive: int = 100,
         keepalive_expiry: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        group_limits: Mapping[str, int] | None = None,
     ) -> None:
         if max_connections < 1 or max_keepalive < 0 or keepalive_expiry < 0:
             raise ValueError("max_connections >= 1, max_keepalive >= 0, keepalive_expiry >= 0")
+        if any(limit < 1 for limit in (group_limits or {}).values()):
+            raise ValueError("every group limit must be at least 1")
         self._max_connections = max_connections
+        self._group_limits = dict(group_limits or {})
+        self._group_slots = {group: _Slots(n) for group, n in self._group_limits.items()}
+        self._group_open: dict[str, int] = {}  # open connections per limited group
         self._max_keepalive = max_keepalive
         self._keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context or default_ssl_context()
@@ -172,19 +186,18 @@ class UpstreamClient:
         if self._closed:
             raise TransportError(_F.LOCAL, "the upstream client is closed")
         target = _parse_url(request.url)
-        key: Key = (target.scheme, target.host, target.port, request.proxy)
+        key: Key = (target.scheme, target.host, target.port, request.proxy, request.group)
         began = anyio.current_time()
-        acquired = self._slots.try_acquire()
-        if not acquired:
-            with anyio.move_on_after(request.pool_timeout):
-                await self._slots.acquire()
-                acquired = True
-        if not acquired:
-            raise TransportError(
-                _F.LOCAL,
-                f"no free connection slot within {request.pool_timeout:g}s "
-                f"(max_connections={self._max_connections})",
-            )
+        group_slots = self._group_slots.get(request.group)
+        deadline = began + request.pool_timeout
+        await self._take(self._slots, deadline, request, self._max_connections)
+        if group_slots is not None:
+            try:
+                limit = self._group_limits[request.group]
+                await self._take(group_slots, deadline, request, limit)
+            except BaseException:
+                self._slots.release()
+                raise
         connection: Connection | None = None
         try:
             connection, expired = self._checkout(key)
@@ -213,8 +226,26 @@ class UpstreamClient:
                 await self._close_all(to_close)
         finally:
             self._slots.release()
+            if group_slots is not None:
+                group_slots.release()
             if connection is not None:  # failed or cancelled mid-exchange: never reused
                 await self._close_all([connection])
+
+    async def _take(
+        self, slots: _Slots, deadline: float, request: UpstreamRequest, limit: int
+    ) -> None:
+        """A slot of `slots`, waiting until `deadline` at most (then LOCAL: our back-pressure)."""
+        if slots.try_acquire():
+            return
+        with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)):
+            await slots.acquire()
+            return
+        which = f"{request.group}'s " if slots is not self._slots else ""
+        raise TransportError(
+            _F.LOCAL,
+            f"no free connection slot within {request.pool_timeout:g}s "
+            f"({which}max_connections={limit})",
+        )
 
     async def _connect(self, key: Key, target: Target, request: UpstreamRequest) -> Connection:
         evicted: list[Connection] = []
@@ -222,15 +253,24 @@ class UpstreamClient:
             oldest = next(iter(self._idle_order))
             self._forget_idle(oldest)
             evicted.append(oldest)
+        group = key[4]
+        limit = self._group_limits.get(group)
+        if limit is not None:
+            while self._group_open.get(group, 0) >= limit:
+                mine = next((c for c in self._idle_order if c.key[4] == group), None)
+                if mine is None:
+                    break
+                self._forget_idle(mine)
+                evicted.append(mine)
         await self._close_all(evicted)
-        self._open += 1
+        self._count(key, +1)
         stream: ByteStream | None = None
         try:
             with anyio.move_on_after(request.connect_timeout):
                 stream = await open_stream(target, request.proxy, self._ssl_context)
         finally:
             if stream is None:
-                self._open -= 1
+                self._count(key, -1)
         if stream is None:
             via = "" if request.proxy is None else " (through the proxy)"
             raise TransportError(
@@ -280,9 +320,17 @@ class UpstreamClient:
             del self._idle[connection.key]
 
     async def _close_all(self, connections: list[Connection]) -> None:
-        self._open -= len(connections)  # before any await: this runs in cancelled tasks too
+        for connection in connections:  # before any await: this runs in cancelled tasks too
+            self._count(connection.key, -1)
         for connection in connections:
             await close_quietly(connection.stream)
+
+    def _count(self, key: Key, change: int) -> None:
+        """Open connections, in all and per limited group."""
+        self._open += change
+        group = key[4]
+        if group in self._group_limits:
+            self._group_open[group] = self._group_open.get(group, 0) + change
 
 
 class _Slots:

@@ -69,7 +69,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # get Content-Length: 0 wit
 # than we like, and the cap only exists to bound memory per connection.
 _MAX_HEAD = 64 * 1024
 
-Key = tuple[str, str, int, ProxyUrl | None]
+Key = tuple[str, str, int, ProxyUrl | None, str]
+"""(scheme, host, port, proxy, group): a connection is reused only within its group."""
 """What a pooled connection can serve: (scheme, host, port, proxy)."""
 
 

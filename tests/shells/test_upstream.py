@@ -765,6 +765,60 @@ async def test_cancellation_closes_the_connection_and_reports_nothing(
     assert recorder.kinds == ["head", "chunk"]
 
 
+async def test_a_groups_connections_stay_within_its_own_limit() -> None:
+    # A provider's max_connections: its group never has more than 2 open, while another
+    # group on the same client is not held back by it.
+    client = UpstreamClient(max_connections=50, group_limits={"small": 2, "big": 20})
+    open_now = {"small": 0, "big": 0}
+    most = {"small": 0, "big": 0}
+
+    def serve_group(name: str) -> Any:
+        async def handler(peer: Peer) -> None:
+            open_now[name] += 1
+            most[name] = max(most[name], open_now[name])
+            try:
+                while await peer.read_request() is not None:
+                    await anyio.sleep(0.02)
+                    await peer.send(response())
+            finally:
+                open_now[name] -= 1
+
+        return handler
+
+    small = [Recorder() for _ in range(12)]
+    big = [Recorder() for _ in range(12)]
+    async with serve(serve_group("small")) as one, serve(serve_group("big")) as two:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                for recorder in small:
+                    group.start_soon(client.send, get(one.port, group="small"), recorder)
+                for recorder in big:
+                    group.start_soon(client.send, get(two.port, group="big"), recorder)
+    await client.aclose()
+    for recorder in (*small, *big):
+        recorder.assert_ok()
+    assert most["small"] == 2
+    assert most["big"] > 2  # not queued behind the small group
+
+
+async def test_a_full_group_says_whose_limit_it_is() -> None:
+    client = UpstreamClient(max_connections=10, group_limits={"groq": 1})
+
+    async def handler(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.wait_closed()
+
+    async with serve(handler) as server:
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.send, get(server.port, group="groq"), Recorder())
+            await anyio.sleep(0.05)
+            second = Recorder()
+            await client.send(get(server.port, group="groq", pool_timeout=0.1), second)
+            group.cancel_scope.cancel()
+    await client.aclose()
+    assert "no free connection slot within 0.1s (groq's max_connections=1)" in second.detail
+
+
 async def test_cancelled_request_frees_its_slot() -> None:
     client = UpstreamClient(max_connections=1)
 
