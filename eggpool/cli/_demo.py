@@ -37,6 +37,8 @@ from eggpool.simulated.server import served_provider
 __all__ = ["DEFAULT_PORT", "instructions", "run_demo"]
 
 DEFAULT_PORT = DEMO_PORT
+DEMO_EXCHANGES = 1000
+"""What the demo's provider remembers of its exchanges: a demo may run for days."""
 
 
 def run_demo(*, port: int | None, traffic: bool, backend: str, say: Callable[[str], None]) -> None:
@@ -45,7 +47,7 @@ def run_demo(*, port: int | None, traffic: bool, backend: str, say: Callable[[st
     key = f"demo-{secrets.token_hex(12)}"
     with (
         tempfile.TemporaryDirectory(prefix="eggpool-demo-") as tmp,
-        served_provider(scenario.provider, scenario.keys) as upstream,
+        served_provider(scenario.provider, scenario.keys, keep=DEMO_EXCHANGES) as upstream,
     ):
         path = Path(tmp) / "config.toml"
         text = demo_config_text(

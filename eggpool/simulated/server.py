@@ -46,9 +46,11 @@ from __future__ import annotations
 
 import enum
 import http
+import itertools
 import socket
 import struct
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import assert_never
@@ -134,12 +136,16 @@ class Exchange:
 class ServedProvider:
     """A running server: where to reach it and what it was asked (safe to read from any thread)."""
 
-    def __init__(self, provider: FakeProvider, port: int, base_path: str) -> None:
+    def __init__(
+        self, provider: FakeProvider, port: int, base_path: str, keep: int | None = None
+    ) -> None:
+        """`keep`: how many of the latest exchanges to remember (None: all of them)."""
         self.provider = provider
         self.port = port
         self.origin = f"http://127.0.0.1:{port}"
         self.url = self.origin + base_path
-        self._exchanges: list[Exchange] = []
+        self._exchanges: deque[Exchange] = deque(maxlen=keep)
+        self._count = 0  # exchanges ever opened (they are numbered from 1)
         self._changed = threading.Condition()
         self._errors: list[Exception] = []
 
@@ -154,7 +160,7 @@ class ServedProvider:
         """Block until `count` requests arrived (and, with `ended`, all of them ended)."""
 
         def ready() -> bool:
-            seen = self._exchanges[:count]
+            seen = list(itertools.islice(self._exchanges, count))
             return len(seen) == count and (not ended or all(e.ending for e in seen))
 
         with self._changed:
@@ -166,7 +172,8 @@ class ServedProvider:
 
     def _open(self, make: Callable[[int], Exchange]) -> Exchange:
         with self._changed:
-            exchange = make(len(self._exchanges) + 1)
+            self._count += 1
+            exchange = make(self._count)
             self._exchanges.append(exchange)
             self._changed.notify_all()
             return exchange
@@ -189,10 +196,12 @@ def served_provider(
     base_path: str = "/v1",
     models_path: str = "/models",
     backend: str = "asyncio",
+    keep: int | None = None,
 ) -> Iterator[ServedProvider]:
-    """Serve `provider` on 127.0.0.1 until the block exits; `keys` maps API key -> account."""
+    """Serve `provider` on 127.0.0.1 until the block exits; `keys` maps API key -> account.
+    `keep` bounds the exchanges remembered (a long-running demo); None keeps them all."""
     with start_blocking_portal(backend) as portal:
-        serving = _serve(provider, dict(keys), base_path.rstrip("/"), models_path)
+        serving = _serve(provider, dict(keys), base_path.rstrip("/"), models_path, keep)
         with portal.wrap_async_context_manager(serving) as served:
             yield served
     if served._errors:
@@ -201,10 +210,15 @@ def served_provider(
 
 @asynccontextmanager
 async def _serve(
-    provider: FakeProvider, keys: dict[str, str], base_path: str, models_path: str
+    provider: FakeProvider,
+    keys: dict[str, str],
+    base_path: str,
+    models_path: str,
+    keep: int | None,
 ) -> AsyncIterator[ServedProvider]:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    served = ServedProvider(provider, listener.extra(SocketAttribute.local_port), base_path)
+    port = listener.extra(SocketAttribute.local_port)
+    served = ServedProvider(provider, port, base_path, keep)
 
     async def accept(stream: SocketStream) -> None:
         await _Connection(stream, served, keys, models_path).run()

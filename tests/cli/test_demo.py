@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,3 +115,23 @@ def test_traffic_sends_requests_through_the_proxy() -> None:
         _, log = process.communicate(timeout=20)
     assert process.returncode == 0, log[-3000:]
     assert re.search(r"msg=request .* outcome=completed status=200", log)
+
+
+def test_the_demo_provider_remembers_a_bounded_number_of_exchanges() -> None:
+    # `eggpool demo` may run for days: its provider keeps only the latest exchanges.
+    from eggpool.cli._demo import DEMO_EXCHANGES
+    from eggpool.simulated.demo import demo_scenario
+    from eggpool.simulated.server import served_provider
+
+    scenario = demo_scenario()
+    with served_provider(scenario.provider, scenario.keys, keep=3) as served:
+        key = next(iter(scenario.keys))
+        for _ in range(5):
+            request = urllib.request.Request(
+                f"{served.url}/models", headers={"authorization": f"Bearer {key}"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                answer.read()
+        kept = served.exchanges
+    assert [e.number for e in kept] == [3, 4, 5]
+    assert DEMO_EXCHANGES >= 100
