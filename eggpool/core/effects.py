@@ -158,6 +158,7 @@ class AttemptEnded:
     latency: float  # seconds from dispatch
     connect: float | None = None  # of which getting a connection (if the shell said)
     head: float | None = None  # seconds from dispatch to the response head (None: no head)
+    retry_after: float | None = None  # the provider's cooldown hint (Retry-After...), seconds
 
 
 @attrs.frozen(kw_only=True, slots=True)

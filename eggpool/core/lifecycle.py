@@ -733,6 +733,7 @@ class RequestMachine:
                 latency=now.mono - attempt.dispatched,
                 connect=attempt.connect,
                 head=attempt.head,
+                retry_after=None if decision is None else decision.cooldown,
             )
         )
 

@@ -24,7 +24,8 @@ version" test honest (tests/shells/test_store.py). Version 3 keeps each
 request's routing entropy and session; version 4 adds the hourly rollups
 the stats read (`_store_rollups`); version 5 the history of cooldowns
 (`account_events`); version 6 routing decisions (`_store_routing`);
-version 7 where an attempt's time went (`_store_phases`).
+version 7 where an attempt's time went (`_store_phases`); version 8 the
+provider's retry hint of a failed attempt.
 
 Rows (`prepare_batch`, used by eggpool/shells/_store_writer.py). Times are
 wall-clock Unix seconds as REAL; money is integer microdollars; a backoff's
@@ -233,6 +234,12 @@ _V5 = _sql(
     "CREATE INDEX account_events_at ON account_events (at)",
 )
 
+_V8 = _sql(
+    # The cooldown a failed attempt's provider asked for (Retry-After, a reset time in the
+    # body...), so `eggpool simulate replay` answers a recorded 429 or 5xx as it came.
+    "ALTER TABLE attempts ADD COLUMN retry_after REAL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="initial schema", apply=_V1),
     Migration(version=2, name="index attempts by account and time", apply=_V2),
@@ -241,6 +248,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=5, name="account events: the history of cooldowns", apply=_V5),
     Migration(version=6, name="routing decisions and their rollups", apply=migrate_routing),
     Migration(version=7, name="attempt phases: connect and head times", apply=migrate_phases),
+    Migration(version=8, name="attempts keep the provider's retry hint", apply=_V8),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -367,8 +375,8 @@ ON CONFLICT (request_id) DO NOTHING
 
 _INSERT_ATTEMPT = """
 INSERT INTO attempts (attempt_id, request_id, account, provider, ended_at, http_status,
-                      category, failover, latency, connect, head)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      category, failover, latency, connect, head, retry_after)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (attempt_id) DO NOTHING
 """
 
@@ -627,6 +635,7 @@ def _attempt_row(record: AttemptEnded) -> Row:
         _real(record.latency),
         _real(record.connect),
         _real(record.head),
+        _real(record.retry_after),
     )
 
 

@@ -8,7 +8,9 @@ and no session). The Pool under the given config routes them. When it
 sends a request to an account that served (or failed) that request in the
 recording, the account answers as it did then, attempt by attempt: a 200
 after the recorded time to first token and total time, another status as
-recorded, a transport failure as a refused connection. Any other account
+recorded (with the cooldown hint its provider gave, Retry-After or the
+like, when the database kept it: schema 8), a transport failure as a
+refused connection. Any other account
 answers as the scenario's `[behaviour]` says, or with its defaults. So a
 replay under the unchanged config routes every request as recorded (the
 report says how many), and under another config shows what would differ.
@@ -46,6 +48,7 @@ class Attempt:
     account: str
     status: int | None
     latency: float | None
+    retry_after: float | None = None  # the provider's hint, when the database kept it
 
 
 @attrs.frozen(kw_only=True)
@@ -66,7 +69,7 @@ WHERE status = 'finalized' AND started_at >= ?
 ORDER BY started_at, request_id
 """
 _ATTEMPTS = """
-SELECT request_id, account, http_status, latency FROM attempts
+SELECT request_id, account, http_status, latency, {retry_after} FROM attempts
 WHERE request_id IN (SELECT request_id FROM requests WHERE status = 'finalized'
                      AND started_at >= ?)
 ORDER BY ended_at, attempt_id
@@ -85,9 +88,15 @@ def read_recording(db: Path, *, since: float | None = None) -> list[Recorded]:
                 return []
             floor = float("-inf") if since is None else latest - since
             attempts: dict[str, list[Attempt]] = {}
-            for rid, account, status, latency in conn.execute(_ATTEMPTS, (floor,)):
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(attempts)")}
+            # Databases before schema 8 did not keep the provider's retry hint.
+            hint = "retry_after" if "retry_after" in columns else "NULL"
+            query = _ATTEMPTS.format(retry_after=hint)
+            for rid, account, status, latency, retry_after in conn.execute(query, (floor,)):
                 attempts.setdefault(rid, []).append(
-                    Attempt(account=account, status=status, latency=latency)
+                    Attempt(
+                        account=account, status=status, latency=latency, retry_after=retry_after
+                    )
                 )
             rows = conn.execute(_REQUESTS, (floor,)).fetchall()
     except sqlite3.Error as exc:
@@ -152,7 +161,9 @@ def replay(
         if attempt.status is None:
             return Reply.refused()
         if attempt.status != 200:
-            return Reply.status(attempt.status, latency=attempt.latency or 0.05)
+            return Reply.status(
+                attempt.status, latency=attempt.latency or 0.05, retry_after=attempt.retry_after
+            )
         ttft = by_id[effect.request_id].ttft or attempt.latency or elsewhere.latency
         total = max(attempt.latency or ttft, ttft)
         return complete(plan, ttft, plan.output_tokens / max(total - ttft, 1e-3))

@@ -13,7 +13,7 @@ import pytest
 from eggpool.core.config import Config, parse_config
 from eggpool.simulated.replay import ReplayError, read_recording, replay
 from tests.helpers.loopback import client
-from tests.helpers.shells import KEY, Provider, serving
+from tests.helpers.shells import KEY, Provider, serving, two_provider_config
 
 pytestmark = pytest.mark.anyio
 
@@ -88,6 +88,32 @@ async def test_a_fourth_account_takes_a_share_of_the_same_traffic(tmp_path: Path
     assert report.requests == 30
     assert report.accounts["a4"].requests > 0  # it never saw a request; its model answered
     assert report.matched < 30
+
+
+async def test_a_recorded_429_replays_with_the_retry_after_it_came_with(tmp_path: Path) -> None:
+    db = tmp_path / "usage.sqlite3"
+    throttled = (("content-type", "application/json"), ("retry-after", "45"))
+    provider = Provider(
+        {
+            "one.test": [("head", 429, throttled), ("chunk", b"{}"), ("end",)],
+            "two.test": [("head", 200), ("chunk", PLAIN), ("end",)],
+        }
+    )
+    config = two_provider_config(db)  # a1 of `one` first, then a2 of `two`
+    async with serving("anyio-asyncio", config, provider) as port:
+        async with client(port) as c:
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            await c.request("/v1/chat/completions", body)
+            status, _, _ = await c.response()
+    assert status == 200
+    (recorded,) = read_recording(db)
+    first, second = recorded.attempts
+    assert (first.status, first.retry_after) == (429, 45.0)
+    assert (second.status, second.retry_after) == (200, None)
+    report = replay(config, [recorded])
+    assert (report.compared, report.matched) == (1, 1)
+    ((start, end),) = report.cooldowns[first.account]
+    assert end - start == pytest.approx(45.0, abs=1.0)  # the provider's hint, not a default
 
 
 def test_replaying_something_that_is_not_a_database_says_so(tmp_path: Path) -> None:
