@@ -157,12 +157,14 @@ class ClientChannel:
 
     Receiving: `async for`, `receive()`, `receive_nowait()` (`anyio.WouldBlock` when
     nothing is queued, `anyio.EndOfStream` after the end). `close()` (or leaving a
-    `with`) says the shell stopped reading: what is queued is dropped, later puts fail."""
+    `with`) says the shell stopped reading: what is queued is dropped, later puts fail,
+    and `on_close` (if given) is called, once."""
 
-    __slots__ = ("_capacity", "_ended", "_items", "_reading", "_waiter")
+    __slots__ = ("_capacity", "_ended", "_items", "_on_close", "_reading", "_waiter")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, on_close: Callable[[], None] | None = None) -> None:
         self._capacity = capacity
+        self._on_close = on_close
         self._items: deque[ClientMessage] = deque()
         self._ended = False  # the Driver will put nothing more
         self._reading = True  # the shell still reads
@@ -215,9 +217,13 @@ class ClientChannel:
             raise StopAsyncIteration from None
 
     def close(self) -> None:
+        if not self._reading:
+            return
         self._reading = False
         self._items.clear()
         self._wake()
+        if self._on_close is not None:
+            self._on_close()
 
     async def aclose(self) -> None:
         self.close()
@@ -256,6 +262,9 @@ class Driver:
         self._on_metric = on_metric
         self._task_group: TaskGroup | None = None
         self._clients: dict[str, ClientChannel] = {}
+        # Channels a shell still reads: a finished answer can sit queued there, unwritten,
+        # after the Pool is done with its request (shutdown waits for them too).
+        self.answers_open = 0
         self._attempts: dict[str, anyio.CancelScope] = {}
         self._timers: dict[str, tuple[float, int]] = {}  # key -> (at, generation)
         self._heap: list[tuple[float, int, str]] = []
@@ -304,9 +313,13 @@ class Driver:
     def open_client(self, request_id: str) -> ClientChannel:
         """A stream of what the Pool will say to this request's client. Call before feeding
         the request's `ClientRequestReceived`."""
-        channel = ClientChannel(CLIENT_BUFFER)
+        channel = ClientChannel(CLIENT_BUFFER, self._answer_closed)
         self._clients[request_id] = channel
+        self.answers_open += 1
         return channel
+
+    def _answer_closed(self) -> None:
+        self.answers_open -= 1
 
     def client_request(
         self,

@@ -200,14 +200,14 @@ class Runtime:
 
     async def drain(self) -> None:
         """Refuse new requests, let streams finish for the grace period, return once nothing
-        is in flight (or the grace is over)."""
+        is in flight and every answer is written out (or the grace is over)."""
         pool, driver = self.pool, self.driver
         if pool is None or driver is None:
             return
         _logger.info("shutting down: waiting up to %ss for streams to finish", self.grace)
         driver.feed(ShutdownRequested(now=driver.now(), grace=self.grace))
         with anyio.move_on_after(self.grace + 2.0):
-            while pool.in_flight:
+            while pool.in_flight or driver.answers_open:
                 await anyio.sleep(0.05)
 
     def stop(self) -> None:

@@ -149,6 +149,28 @@ async def test_effects_reach_the_client_in_order() -> None:
     assert b"".join(m.data for m in got if isinstance(m, RespondBody)) == b"onetwo"
 
 
+async def test_an_answer_stays_open_until_the_shell_has_read_it_out() -> None:
+    # Shutdown waits for `answers_open`: an ended answer still queued is not yet written.
+    pool = ScriptedPool()
+    pool.script[TimerFired] = lambda e: [
+        RespondHead(request_id="r", status=200, headers=()),
+        RespondEnd(request_id="r"),
+    ]
+    driver = Driver(pool, upstream=ScriptedUpstream())
+    async with anyio.create_task_group() as group:
+        await group.start(driver.run)
+        with driver.open_client("r") as stream:
+            driver.feed(tick(driver.now()))
+            assert driver.answers_open == 1  # the Pool is done; the shell has not written it
+            got = [message async for message in stream]
+            assert driver.answers_open == 1
+        assert driver.answers_open == 0
+        stream.close()  # a second close counts nothing
+        assert driver.answers_open == 0
+        group.cancel_scope.cancel()
+    assert len(got) == 2
+
+
 async def test_upstream_completions_come_back_as_events_in_order() -> None:
     pool = ScriptedPool()
     pool.script[TimerFired] = lambda e: [open_upstream()]
