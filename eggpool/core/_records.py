@@ -1,18 +1,25 @@
 """Records and log lines built from what a request machine decided (pure: values in, effects out).
 
 Theory of operation. A finished request writes one access-log line
-(`server.access_log`), a health change one backoff record, a routing
+(`server.access_log`) and one live update, a health change one backoff record, a routing
 decision one routing record; all are plain functions of what was decided,
 kept apart from the request machine so that it holds only its own logic.
 """
 
 from __future__ import annotations
 
-from eggpool.core.effects import BackoffChanged, Log, Persist, RequestFinalized, RoutingDecided
+from eggpool.core.effects import (
+    BackoffChanged,
+    Log,
+    Persist,
+    Publish,
+    RequestFinalized,
+    RoutingDecided,
+)
 from eggpool.core.health import BackoffChange
 from eggpool.core.routing import STATIC_EXCLUSIONS, RoutingDecision
 
-__all__ = ["access_log", "backoff_record", "routing_record"]
+__all__ = ["access_log", "backoff_record", "published", "routing_record"]
 
 
 def access_log(record: RequestFinalized) -> Log:
@@ -40,6 +47,24 @@ def access_log(record: RequestFinalized) -> Log:
             ("out", tokens_out),
             ("cost_usd", f"{record.cost_microdollars / 1e6:.6f}"),
         ),
+    )
+
+
+def published(record: RequestFinalized) -> Publish:
+    """What live dashboards hear of a finished request: no prompt, key or client address."""
+    usage = record.usage
+    return Publish(
+        topic="request",
+        payload={
+            "request_id": record.request_id,
+            "outcome": record.outcome,
+            "status": record.status,
+            "account": record.account,
+            "model": record.model,
+            "cost_microdollars": record.cost_microdollars,
+            "tokens": 0 if usage is None else usage.total_tokens,
+            "streamed": record.streamed,
+        },
     )
 
 

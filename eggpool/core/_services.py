@@ -63,6 +63,25 @@ class Identity:
     headers: tuple[tuple[str, str | Secret], ...]
     replaces: frozenset[str]
 
+    def upstream_headers(
+        self, headers: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, str | Secret], ...]:
+        """The client's `headers` minus credentials and hop-by-hop ones, then the account's
+        identity: provider static headers and credentials (reference-features.md section 9)."""
+        listed = {
+            token.strip().lower()
+            for name, value in headers
+            if name.lower() == "connection"
+            for token in value.split(",")
+        }
+        dropped = NOT_FORWARDED | self.replaces | listed
+        out: list[tuple[str, str | Secret]] = [
+            (name, value) for name, value in headers if name.lower() not in dropped
+        ]
+        out.append(("accept-encoding", "identity"))
+        out.extend(self.headers)
+        return tuple(out)
+
 
 def identity_of(config: Config, name: str) -> Identity:
     """How account `name` presents itself upstream (see `Identity`)."""

@@ -43,24 +43,22 @@ must see it; the request's own accounting happens once, in finalization.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 
-import attrs
-
-from eggpool.core._records import access_log, backoff_record, routing_record
-from eggpool.core._services import NOT_FORWARDED, Identity, Services
-from eggpool.core.config import Protocol, ProviderConfig
+from eggpool.core._attempt import Attempt, attempt_request_id
+from eggpool.core._records import access_log, backoff_record, published, routing_record
+from eggpool.core._refusals import refusal_for
+from eggpool.core._services import Identity, Services
+from eggpool.core._states import ALLOWED, State
+from eggpool.core._states import state_diagram as draw_states
+from eggpool.core.config import Protocol
 from eggpool.core.effects import (
-    AbortUpstream,
     ArmTimer,
-    AttemptEnded,
     CancelTimer,
     Effect,
     Log,
     OpenUpstream,
     Persist,
-    Publish,
     RequestFinalized,
     RequestStarted,
     RespondBody,
@@ -78,7 +76,6 @@ from eggpool.core.events import (
     UpstreamFailed,
     UpstreamResponseStarted,
 )
-from eggpool.core.health import VerdictKind
 from eggpool.core.pricing import compute_cost, reservation_estimate
 from eggpool.core.requests import ParsedRequest, check_limits
 from eggpool.core.retry import (
@@ -87,11 +84,9 @@ from eggpool.core.retry import (
     FailureCategory,
     RetryDecision,
     TransportFailure,
-    UpstreamOutcome,
     classify_outcome,
 )
-from eggpool.core.routing import ExclusionReason, RoutingDecision
-from eggpool.core.secret import Secret
+from eggpool.core.routing import RoutingDecision
 from eggpool.core.usage import (
     AnthropicStreamObserver,
     ObservedResponse,
@@ -117,46 +112,6 @@ MAX_ERROR_BODY = 64 * 1024
 MAX_PLAIN_BODY = 32 * 1024 * 1024
 """Bytes of a non-streaming success body kept to read its usage (it is relayed whole anyway)."""
 
-_THROTTLED = frozenset({ExclusionReason.COOLING, ExclusionReason.PROVIDER_BACKOFF})
-_THROTTLING = frozenset(
-    {FailureCategory.RATE_LIMITED, FailureCategory.QUOTA_EXHAUSTED, FailureCategory.OVERLOADED}
-)
-
-
-class State(enum.StrEnum):
-    RECEIVED = "received"
-    ROUTED = "routed"
-    CONNECTING = "connecting"
-    STREAMING = "streaming"
-    FINALIZING = "finalizing"
-    DONE = "done"
-    FAILED = "failed"
-
-
-def attempt_request_id(attempt_id: str) -> str:
-    """Attempt ids are `<request id>#<n>`: the Pool finds the machine without an index."""
-    return attempt_id.rpartition("#")[0]
-
-
-@attrs.define(slots=True)
-class _Attempt:
-    attempt_id: str
-    account: str
-    provider: ProviderConfig
-    dispatched: float  # mono
-    reserved: int
-    probe: bool
-    observer: OpenAIStreamObserver | AnthropicStreamObserver | None
-    status: int | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytearray = attrs.Factory(bytearray)  # an error body, or a plain success body
-    body_bytes: int = 0
-    last_activity: float = 0.0
-    open: bool = True  # the upstream connection is live
-    head: float | None = None  # seconds from dispatch to the response head
-    connect: float | None = None  # of which getting a connection (as the shell measured)
-
-
 Handler = Callable[["RequestMachine", object], list[Effect]]
 
 
@@ -180,12 +135,12 @@ class RequestMachine:
         self._event = event
         self._started = event.now
         self._entropy = event.entropy
-        self._attempts: list[_Attempt] = []
+        self._attempts: list[Attempt] = []
         self._tried: set[str] = set()
-        self._attempt: _Attempt | None = None
+        self._attempt: Attempt | None = None
         self._ttft: float | None = None
         self._committed = False  # the response head went to the client
-        self._last_failure: tuple[_Attempt, RetryDecision] | None = None
+        self._last_failure: tuple[Attempt, RetryDecision] | None = None
         self._result: ObservedResponse | None = None
 
     # -- driving -------------------------------------------------------------------------
@@ -278,37 +233,20 @@ class RequestMachine:
         )
 
     def _no_candidate(self, decision: RoutingDecision, now: Now) -> list[Effect]:
-        model = self.request.requested_model
-        if self._last_failure is not None:
-            soonest = self._soonest_back(decision, now)
-            if soonest is not None and self._last_failure[1].category in _THROTTLING:
-                # Every account is throttled: the soonest any comes back, not the last one's.
-                failure = LocalFailure.all_throttled(model, max(soonest - now.wall, 1.0))
-                return self._respond_local(failure, now, "throttled")
+        last = self._last_failure
+        refusal = refusal_for(
+            decision,
+            self.services,
+            requested_model=self.request.requested_model,
+            model=self.request.model,
+            last_failure=None if last is None else last[1],
+            tried=self._tried,
+            now=now.wall,
+        )
+        if refusal is None:
             return self._pass_through_last(now)
-        if not decision.known_model:
-            if self.services.catalog_loading:  # unknown only because the listing is not in
-                failure = LocalFailure.catalog_not_ready()
-                return self._respond_local(failure, now, "not_ready")
-            return self._respond_local(LocalFailure.unknown_model(model), now, "client_error")
-        throttled = [e for e in decision.excluded if e.reason in _THROTTLED]
-        soonest = decision.soonest_retry()
-        if throttled and soonest is not None:
-            failure = LocalFailure.all_throttled(model, max(soonest - now.wall, 1.0))
-        else:
-            reasons = sorted({e.reason.value for e in decision.excluded})
-            failure = LocalFailure.no_eligible_account(model, ", ".join(reasons) or None)
-        return self._respond_local(failure, now, "no_account")
-
-    def _soonest_back(self, decision: RoutingDecision, now: Now) -> float | None:
-        """When the first account that may serve this request again comes back."""
-        health = self.services.health
-        ends = [e.until for e in decision.excluded if e.until is not None]
-        for account in self._tried:
-            verdict = health.verdict(account, self.request.model, now.wall)
-            if verdict.kind is not VerdictKind.OK and verdict.until is not None:
-                ends.append(verdict.until)
-        return min(ends) if ends else None
+        failure, outcome = refusal
+        return self._respond_local(failure, now, outcome)
 
     def _dispatch(self, account: str, provider_id: str, probe: bool, now: Now) -> list[Effect]:
         services, request = self.services, self.request
@@ -327,7 +265,7 @@ class RequestMachine:
                 if self.protocol is Protocol.OPENAI
                 else AnthropicStreamObserver()
             )
-        attempt = _Attempt(
+        attempt = Attempt(
             attempt_id=attempt_id,
             account=account,
             provider=provider,
@@ -351,7 +289,7 @@ class RequestMachine:
                 account=account,
                 url=provider.base_url + path,
                 method="POST",
-                headers=self._upstream_headers(identity),
+                headers=identity.upstream_headers(self._event.headers),
                 body=request.body,
                 proxy=identity.account.proxy,
                 connect_timeout=provider.http.connect_timeout_s,
@@ -362,27 +300,9 @@ class RequestMachine:
             ArmTimer(key=f"up:{attempt_id}", at=now.mono + provider.http.read_timeout_s),
         ]
 
-    def _upstream_headers(self, identity: Identity) -> tuple[tuple[str, str | Secret], ...]:
-        """The client's headers minus credentials and hop-by-hop ones, then the account's
-        identity: provider static headers and credentials (reference-features.md section 9)."""
-        headers = self._event.headers
-        listed = {
-            token.strip().lower()
-            for name, value in headers
-            if name.lower() == "connection"
-            for token in value.split(",")
-        }
-        dropped = NOT_FORWARDED | identity.replaces | listed
-        out: list[tuple[str, str | Secret]] = [
-            (name, value) for name, value in headers if name.lower() not in dropped
-        ]
-        out.append(("accept-encoding", "identity"))
-        out.extend(identity.headers)
-        return tuple(out)
-
     # -- upstream events -----------------------------------------------------------------
 
-    def _own(self, attempt_id: str) -> _Attempt | None:
+    def _own(self, attempt_id: str) -> Attempt | None:
         attempt = self._attempt
         return attempt if attempt is not None and attempt.attempt_id == attempt_id else None
 
@@ -426,21 +346,13 @@ class RequestMachine:
         observation = attempt.observer.feed(event.data)
         if observation.error is not None and not self._committed:
             # An error event before anything reached the client: still a failover.
-            outcome = UpstreamOutcome(
-                phase=AttemptPhase.RESPONSE_HEAD,
-                protocol=self.protocol,
-                now_wall=event.now.wall,
-                status=attempt.status,
-                headers=attempt.headers,
-                body=event.data,
-                provider=attempt.provider.id,
-            )
+            outcome = attempt.outcome(self.protocol, event.now.wall, body=event.data)
             return self._attempt_failed(attempt, classify_outcome(outcome), event.now)
         if observation.first_content and self._ttft is None:
             self._ttft = event.now.mono - self._started.mono
         return self._relay(attempt, observation.forward, event.now)
 
-    def _relay(self, attempt: _Attempt, data: bytes, now: Now) -> list[Effect]:
+    def _relay(self, attempt: Attempt, data: bytes, now: Now) -> list[Effect]:
         effects: list[Effect] = []
         if not data:
             return effects
@@ -478,15 +390,8 @@ class RequestMachine:
         now = event.now
         effects: list[Effect] = [CancelTimer(key=f"up:{attempt.attempt_id}")]
         if not 200 <= attempt.status < 300:
-            outcome = UpstreamOutcome(
-                phase=AttemptPhase.RESPONSE_HEAD,
-                protocol=self.protocol,
-                now_wall=now.wall,
-                status=attempt.status,
-                headers=attempt.headers,
-                body=bytes(attempt.body[:BODY_SNIPPET_CAP]),
-                provider=attempt.provider.id,
-            )
+            body = bytes(attempt.body[:BODY_SNIPPET_CAP])
+            outcome = attempt.outcome(self.protocol, now.wall, body=body)
             return effects + self._attempt_failed(attempt, classify_outcome(outcome), now)
         if attempt.observer is None:
             if self._committed:  # a very large answer, relayed as it came
@@ -498,15 +403,7 @@ class RequestMachine:
                 else observe_anthropic_body(body)
             )
             if not self._result.terminal_seen:  # cut short, not JSON, or an error object
-                outcome = UpstreamOutcome(
-                    phase=AttemptPhase.RESPONSE_HEAD,
-                    protocol=self.protocol,
-                    now_wall=now.wall,
-                    status=attempt.status,
-                    headers=attempt.headers,
-                    body=body[:BODY_SNIPPET_CAP],
-                    provider=attempt.provider.id,
-                )
+                outcome = attempt.outcome(self.protocol, now.wall, body=body[:BODY_SNIPPET_CAP])
                 self._result = None
                 return effects + self._attempt_failed(attempt, classify_outcome(outcome), now)
             self._committed = True
@@ -539,7 +436,7 @@ class RequestMachine:
         return self._transport_failure(attempt, event.failure, event.now)
 
     def _transport_failure(
-        self, attempt: _Attempt, failure: TransportFailure, now: Now, *, cut: bool = False
+        self, attempt: Attempt, failure: TransportFailure, now: Now, *, cut: bool = False
     ) -> list[Effect]:
         if self._committed:
             phase = AttemptPhase.MID_STREAM
@@ -547,19 +444,8 @@ class RequestMachine:
             phase = AttemptPhase.CONNECT
         else:
             phase = AttemptPhase.RESPONSE_HEAD
-        outcome = UpstreamOutcome(
-            phase=phase,
-            protocol=self.protocol,
-            now_wall=now.wall,
-            status=attempt.status,
-            failure=failure,
-            provider=attempt.provider.id,
-        )
-        effects: list[Effect] = []
-        if attempt.open:
-            attempt.open = False
-            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
-        return effects + self._attempt_failed(attempt, classify_outcome(outcome), now)
+        outcome = attempt.outcome(self.protocol, now.wall, phase=phase, failure=failure)
+        return attempt.abort() + self._attempt_failed(attempt, classify_outcome(outcome), now)
 
     # -- timers and the client -----------------------------------------------------------
 
@@ -582,9 +468,8 @@ class RequestMachine:
     def _deadline(self, now: Now) -> list[Effect]:
         attempt = self._attempt
         effects: list[Effect] = []
-        if attempt is not None and attempt.open:
-            attempt.open = False
-            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+        if attempt is not None:
+            effects += attempt.abort()
         failure = LocalFailure.upstream_timeout(TOTAL_DEADLINE)
         if self._committed and attempt is not None:
             if attempt.observer is not None:
@@ -602,8 +487,7 @@ class RequestMachine:
         effects: list[Effect] = []
         attempt = self._attempt
         if attempt is not None and attempt.open:
-            attempt.open = False
-            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+            effects += attempt.abort()
             if attempt.observer is not None:
                 self._result = attempt.observer.result()
         if self._committed and attempt is not None:
@@ -618,29 +502,24 @@ class RequestMachine:
         effects: list[Effect] = []
         attempt = self._attempt
         if attempt is not None and attempt.open:
-            attempt.open = False
-            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+            effects += attempt.abort()
             if attempt.observer is not None:
                 self._result = attempt.observer.result()
         return effects + self._finalize(event.now, "cancelled", 499, billed=attempt)
 
     # -- attempt outcomes ----------------------------------------------------------------
 
-    def _attempt_failed(
-        self, attempt: _Attempt, decision: RetryDecision, now: Now
-    ) -> list[Effect]:
+    def _attempt_failed(self, attempt: Attempt, decision: RetryDecision, now: Now) -> list[Effect]:
         services = self.services
         effects: list[Effect] = [
             CancelTimer(key=f"up:{attempt.attempt_id}"),
         ]
-        if attempt.open:
-            attempt.open = False
-            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+        effects += attempt.abort()
         changes = services.health.record_failure(
             attempt.account, self.request.model, decision, now.wall, attempt.attempt_id
         )
         effects += [backoff_record(change, now.wall) for change in changes]
-        effects.append(self._attempt_record(attempt, now, decision))
+        effects.append(attempt.record(self.request_id, now, decision))
         self._last_failure = (attempt, decision)
         if self._committed:  # bytes reached the client: end the stream with an error
             self._result = attempt.observer.result() if attempt.observer is not None else None
@@ -652,11 +531,11 @@ class RequestMachine:
             return effects + self._route(now)
         return effects + self._pass_through_last(now)
 
-    def _succeed(self, attempt: _Attempt, now: Now) -> list[Effect]:
+    def _succeed(self, attempt: Attempt, now: Now) -> list[Effect]:
         services = self.services
         changes = services.health.record_success(attempt.account, self.request.model, now.wall)
         effects: list[Effect] = [backoff_record(change, now.wall) for change in changes]
-        effects.append(self._attempt_record(attempt, now, None))
+        effects.append(attempt.record(self.request_id, now, None))
         services.router.confirm(self.session, attempt.account, now.wall)
         effects.append(RespondEnd(request_id=self.request_id))
         assert attempt.status is not None
@@ -710,37 +589,17 @@ class RequestMachine:
             RespondEnd(request_id=self.request_id),
         ]
 
-    def _release(self, attempt: _Attempt) -> None:
+    def _release(self, attempt: Attempt) -> None:
         services = self.services
         if services.ledger.release(attempt.attempt_id):
             services.inflight[attempt.account] -= 1
         if attempt.probe:
             services.health.end_probe(attempt.account, attempt.attempt_id)
 
-    def _attempt_record(
-        self, attempt: _Attempt, now: Now, decision: RetryDecision | None
-    ) -> Persist:
-        return Persist(
-            record=AttemptEnded(
-                request_id=self.request_id,
-                attempt_id=attempt.attempt_id,
-                account=attempt.account,
-                provider=attempt.provider.id,
-                at=now.wall,
-                status=attempt.status,
-                category=None if decision is None else decision.category.value,
-                failover=decision is not None and decision.failover,
-                latency=now.mono - attempt.dispatched,
-                connect=attempt.connect,
-                head=attempt.head,
-                retry_after=None if decision is None else decision.cooldown,
-            )
-        )
-
     # -- the one finalization ------------------------------------------------------------
 
     def _finalize(
-        self, now: Now, outcome: str, status: int, *, billed: _Attempt | None = None
+        self, now: Now, outcome: str, status: int, *, billed: Attempt | None = None
     ) -> list[Effect]:
         if self.done or self.state is State.FINALIZING:
             return []
@@ -781,21 +640,7 @@ class RequestMachine:
             streamed=self.request.stream,
         )
         effects.append(Persist(record=record))
-        effects.append(
-            Publish(
-                topic="request",
-                payload={
-                    "request_id": self.request_id,
-                    "outcome": outcome,
-                    "status": status,
-                    "account": account,
-                    "model": self.request.requested_model,
-                    "cost_microdollars": cost_micro,
-                    "tokens": 0 if usage is None else usage.total_tokens,
-                    "streamed": self.request.stream,
-                },
-            )
-        )
+        effects.append(published(record))
         if services.config.server.access_log:
             effects.append(access_log(record))
         return effects
@@ -808,37 +653,24 @@ class RequestMachine:
         previous = self.state
         effects: list[Effect] = []
         attempt = self._attempt
-        if attempt is not None and attempt.open:
-            attempt.open = False
-            effects.append(AbortUpstream(attempt_id=attempt.attempt_id))
+        if attempt is not None:
+            effects += attempt.abort()
         if not self._committed:
             effects += self._respond_local(LocalFailure.internal_error(), now, "internal_error")
         else:
             effects += self._end_stream_with(LocalFailure.internal_error())
             effects += self._finalize(now, "internal_error", 500)
         self.state = State.FAILED
-        return [
-            *effects,
-            *_log_impossible(previous, event),
-        ]
-
-
-def _log_impossible(state: State, event: object) -> list[Effect]:
-    return [
-        Log(
-            level="ERROR",
-            message="request machine received an event its state does not accept",
-            fields=(("state", state.value), ("event", type(event).__name__)),
+        effects.append(
+            Log(
+                level="ERROR",
+                message="request machine received an event its state does not accept",
+                fields=(("state", previous.value), ("event", type(event).__name__)),
+            )
         )
-    ]
+        return effects
 
 
-_ATTEMPT_EVENTS = (
-    UpstreamResponseStarted,
-    UpstreamBodyReceived,
-    UpstreamBodyEnded,
-    UpstreamFailed,
-)
 _HANDLERS: dict[type, Handler] = {
     UpstreamResponseStarted: RequestMachine._on_head,
     UpstreamBodyReceived: RequestMachine._on_body,
@@ -848,17 +680,6 @@ _HANDLERS: dict[type, Handler] = {
     ClientGone: RequestMachine._on_client_gone,
 }
 
-ALLOWED: dict[State, frozenset[State]] = {
-    State.RECEIVED: frozenset({State.ROUTED, State.FINALIZING, State.FAILED}),
-    State.ROUTED: frozenset({State.CONNECTING, State.FAILED}),
-    State.CONNECTING: frozenset({State.STREAMING, State.RECEIVED, State.FINALIZING, State.FAILED}),
-    State.STREAMING: frozenset({State.FINALIZING, State.FAILED}),
-    State.FINALIZING: frozenset({State.DONE, State.FAILED}),
-    State.DONE: frozenset(),
-    State.FAILED: frozenset(),
-}
-"""Every state change the machine may make (`_goto` enforces it; the diagram shows it)."""
-
 TRANSITIONS: dict[tuple[State, type], Handler] = {
     **{(State.CONNECTING, kind): handler for kind, handler in _HANDLERS.items()},
     **{(State.STREAMING, kind): handler for kind, handler in _HANDLERS.items()},
@@ -866,33 +687,8 @@ TRANSITIONS: dict[tuple[State, type], Handler] = {
 """(state, event type) -> handler. RECEIVED, ROUTED and FINALIZING are passed through within
 one call (routing, dispatch, finalization); DONE and FAILED take nothing more."""
 
-_EDGE_LABELS: dict[tuple[State, State], str] = {
-    (State.RECEIVED, State.ROUTED): "an account is eligible",
-    (State.RECEIVED, State.FINALIZING): "unknown model, no account, over limits",
-    (State.ROUTED, State.CONNECTING): "OpenUpstream",
-    (State.CONNECTING, State.STREAMING): "first bytes go to the client",
-    (State.CONNECTING, State.RECEIVED): "failure before the first byte: fail over",
-    (State.CONNECTING, State.FINALIZING): "error passed through, cancel, deadline",
-    (State.STREAMING, State.FINALIZING): "end, failure, cancel, deadline",
-    (State.FINALIZING, State.DONE): "RequestFinalized",
-}
-
 
 def state_diagram() -> str:
     """The request machine as a Mermaid state diagram, generated from `ALLOWED` and
     `TRANSITIONS` (docs/lifecycle.md embeds it; a test keeps the two in step)."""
-    lines = ["stateDiagram-v2", "    [*] --> received"]
-    for source, targets in ALLOWED.items():
-        for target in sorted(targets):
-            if target is State.FAILED:
-                continue
-            label = _EDGE_LABELS.get((source, target), "")
-            lines.append(f"    {source} --> {target}" + (f": {label}" if label else ""))
-    lines.append("    done --> [*]")
-    lines.append("    note right of failed: any live state, on an event it does not accept")
-    events: dict[State, list[str]] = {}
-    for state, kind in TRANSITIONS:
-        events.setdefault(state, []).append(kind.__name__)
-    for state, names in events.items():
-        lines.append(f"    note left of {state}: takes {', '.join(sorted(names))}")
-    return "\n".join(lines) + "\n"
+    return draw_states(TRANSITIONS)
