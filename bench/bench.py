@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_serve import BENCHMARKS as SERVE_BENCHMARKS  # noqa: E402
 from bench_stats import BENCHMARKS as STATS_BENCHMARKS  # noqa: E402
+from bench_store import BENCHMARKS as STORE_BENCHMARKS  # noqa: E402
 from bench_upstream import BENCHMARKS as UPSTREAM_BENCHMARKS  # noqa: E402
 
 from eggpool.core.catalog import Catalog, ModelListFailure, parse_model_list  # noqa: E402
@@ -380,6 +381,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     "simulate": bench_simulate,
     **UPSTREAM_BENCHMARKS,
     **SERVE_BENCHMARKS,
+    **STORE_BENCHMARKS,
     **STATS_BENCHMARKS,
 }
 
