@@ -8,11 +8,11 @@ machine: about 5 µs a chunk, and providers stream one SSE event per chunk.
 one read returned and gives back the body bytes it held, joined, so a read
 carrying twenty events costs one pass over a buffer and a few `find`s.
 It accepts what h11 accepts (a 1-20 digit hexadecimal size, extensions
-after `;` ignored, optional spaces or tabs before the CRLF, trailer lines
-read and dropped) and rejects the rest; `error` then says what was wrong
-and no more body comes out. Bytes after the body's end are kept in
-`extra`: a well-behaved server sends none, so a connection that has some
-is not reused.
+after `;` ignored, optional spaces or tabs before the CRLF; trailer lines,
+ending in LF or CRLF and folded or not, read and dropped) and rejects the
+rest; `error` then says what was wrong and no more body comes out. Bytes
+after the body's end are kept in `extra`: a well-behaved server sends
+none, so a connection that has some is not reused.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ class ChunkedDecoder:
                     return self._fail(body, "a chunk did not end with CRLF")
                 position += 2
                 state = _SIZE
-            else:  # a size line or a trailer line
-                line_end = data.find(b"\r\n", position)
+            else:  # a size line (CRLF) or a trailer line (LF, CR before it optional)
+                line_end = data.find(b"\r\n" if state == _SIZE else b"\n", position)
                 if line_end < 0:
                     rest = data[position:end]
                     if len(rest) > self.max_line or self._trailer_size + len(rest) > self.max_line:
@@ -85,7 +85,12 @@ class ChunkedDecoder:
                     self._partial = rest
                     break
                 line = data[position:line_end]
-                position = line_end + 2
+                if state == _SIZE:
+                    position = line_end + 2
+                else:
+                    position = line_end + 1
+                    if line[-1:] == b"\r":
+                        line = line[:-1]
                 if state == _SIZE:
                     if 0 < len(line) <= 20 and not line.strip(_HEX):  # the usual: digits only
                         size = int(line, 16)
@@ -109,8 +114,11 @@ class ChunkedDecoder:
                     self.extra = data[position:end]
                     break
                 else:
+                    # A line starting with a space or tab continues the one before
+                    # (obsolete line folding, which h11 accepts too).
+                    folded = line[:1] in (b" ", b"\t") and self._trailer_size > 0
                     self._trailer_size += len(line) + 2
-                    if self._trailer_size > self.max_line or b":" not in line:
+                    if self._trailer_size > self.max_line or not (folded or b":" in line):
                         return self._fail(body, "invalid trailer")
         self._state = state
         return body[0] if len(body) == 1 else b"".join(body)
