@@ -12,7 +12,7 @@ import pytest
 
 from eggpool.core.effects import Record, RequestFinalized
 from eggpool.core.events import StoredBackoff, StoredCharge, StoredPending
-from eggpool.shells._runtime import ServeRefused
+from eggpool.shells._runtime import Runtime, ServeRefused
 from eggpool.shells.asyncio_shell.app import Server
 from tests.helpers.loopback import CHAT, KEY, PLAIN, Upstream, client, one_account_config
 
@@ -201,3 +201,34 @@ async def test_a_stream_that_outlives_the_grace_period_is_interrupted() -> None:
                 await anyio.sleep(0.02)
     assert [f.outcome for f in store.finals()] == ["interrupted"]
     assert len(store.finals()) == 1
+
+
+async def test_shutdown_waits_for_an_answer_still_being_written_out() -> None:
+    # The Pool is done with a request once its end is queued for the client; the shell may
+    # not have written it yet. drain() returns only once the shell has read the answer out,
+    # so closing the connections cannot cut its last bytes off.
+    store = MemoryStore()
+    runtime = Runtime(
+        one_account_config(api_key=KEY),
+        lambda config, report: store,
+        lambda config: Upstream(*ANSWER),
+        grace=0.1,
+    )
+    drained = anyio.Event()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            driver = await group.start(runtime.run)
+            channel = driver.open_client("written-later")  # an ended answer, still queued
+
+            async def drain() -> None:
+                await runtime.drain()
+                drained.set()
+
+            group.start_soon(drain)
+            await anyio.sleep(0.5)  # past the grace (0.1 s); drain gives up only at grace + 2 s
+            assert runtime.pool is not None
+            assert runtime.pool.in_flight == 0
+            assert not drained.is_set()
+            channel.close()  # the shell wrote it out
+            await drained.wait()
+            runtime.stop()
