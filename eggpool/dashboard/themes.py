@@ -5,7 +5,9 @@ client (https://halloy.chat, "Themes"): tables `[general]`, `[text]`,
 `[buttons.primary]`, `[buttons.secondary]` and `[buffer]` of hex colours.
 `load_theme` reads exactly the keys in `_KEYS` (anything else in the file is
 ignored, so a theme written for Halloy works unchanged), checks each is a
-`#rgb` or `#rrggbb` colour, and maps them onto the CSS custom properties the
+`#rgb` or `#rrggbb` colour, or one with an alpha channel (`#rgba`,
+`#rrggbbaa`: blended onto the page background; the two background keys
+themselves are taken as opaque), and maps them onto the CSS custom properties the
 dashboard's stylesheet and charts use (`_variables`, following the reference
 product's mapping). A theme is dark when its `general.background` has an HLS
 lightness below one half; dark themes put the page on `buffer.background`,
@@ -61,6 +63,9 @@ __all__ = [
 MAX_NAME_CHARS = 64
 _NAME = re.compile(r"[A-Za-z0-9 _.()-]+")
 _COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+# What a theme file may hold: the above, or with an alpha channel (#rgba, #rrggbbaa).
+_FILE_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+_BACKGROUNDS = ("general.background", "buffer.background")
 _CSS_NAME = re.compile(r"--[a-z0-9-]+")
 _CANONICAL = re.compile(r"#[0-9a-f]{6}")
 
@@ -148,6 +153,16 @@ def _parse_colour(colour: str) -> str:
     return _hex(_rgb(colour))
 
 
+def _split_alpha(colour: str) -> tuple[str, float]:
+    """A theme file's colour -> (canonical `#rrggbb`, opacity from 0 to 1)."""
+    digits = colour[1:]
+    if len(digits) in (4, 8):
+        alpha = digits[3:] * 2 if len(digits) == 4 else digits[6:]
+        opaque = colour[:4] if len(digits) == 4 else colour[:7]
+        return _parse_colour(opaque), int(alpha, 16) / 255
+    return _parse_colour(colour), 1.0
+
+
 def _mix(base: str, toward: str, amount: float) -> str:
     """`amount` of the way from `base` to `toward`, per sRGB channel."""
     pairs = zip(_rgb(base), _rgb(toward), strict=True)
@@ -208,9 +223,14 @@ def _series(c: Mapping[str, str], card_bg: str) -> list[str]:
     return chosen[:_SERIES]
 
 
-def _variables(c: Mapping[str, str]) -> tuple[bool, dict[str, str]]:
+def _page(c: Mapping[str, str]) -> tuple[bool, str]:
+    """Whether the theme is dark, and the page's background colour."""
     dark = _hls(c["general.background"])[1] < 0.5
-    page_bg = c["buffer.background"] if dark else c["general.background"]
+    return dark, c["buffer.background"] if dark else c["general.background"]
+
+
+def _variables(c: Mapping[str, str]) -> tuple[bool, dict[str, str]]:
+    dark, page_bg = _page(c)
     status = {
         "success": c["text.success"],
         "error": c["text.error"],
@@ -256,7 +276,7 @@ def _variables(c: Mapping[str, str]) -> tuple[bool, dict[str, str]]:
 
 def theme_from_mapping(name: str, document: Mapping[str, object], *, source: str) -> Theme:
     """A theme from a parsed Halloy document; errors read `source: key.path: problem`."""
-    colours: dict[str, str] = {}
+    translucent: dict[str, tuple[str, float]] = {}
     for table_path, keys in _KEYS.items():
         table: Mapping[str, object] = document
         walked: list[str] = []
@@ -271,12 +291,19 @@ def theme_from_mapping(name: str, document: Mapping[str, object], *, source: str
             value = table.get(key)
             if value is None:
                 raise ThemeError(f"{source}: {path}: missing")
-            if not isinstance(value, str) or not _COLOUR.fullmatch(value):
+            if not isinstance(value, str) or not _FILE_COLOUR.fullmatch(value):
                 shown = json.dumps(value) if isinstance(value, str) else repr(value)
                 raise ThemeError(
                     f'{source}: {path}: expected a colour like "#1e1e2e", got {shown}'
                 )
-            colours[path] = _parse_colour(value)
+            translucent[path] = _split_alpha(value)
+    # A colour with an alpha channel is drawn over the page: the stylesheet and the
+    # contrast checks get the blend. The two backgrounds are the page, so opaque.
+    colours = {key: translucent[key][0] for key in _BACKGROUNDS}
+    _, page_bg = _page(colours)
+    for path, (colour, alpha) in translucent.items():
+        if path not in colours:
+            colours[path] = colour if alpha >= 1.0 else _mix(page_bg, colour, alpha)
     dark, variables = _variables(colours)
     return Theme(name=name, dark=dark, variables=variables)
 

@@ -202,6 +202,21 @@ def test_short_hex_colours_are_accepted_and_expanded(tmp_path: Path) -> None:
     assert load_theme("Short", tmp_path).variables["--color-error"] == "#ff0000"
 
 
+def test_a_colour_with_alpha_is_blended_onto_the_page(tmp_path: Path) -> None:
+    # Dark (page on buffer.background #000000): half-opaque red is half way to black.
+    write_theme(tmp_path, "Alpha", error="#ff000080")
+    assert load_theme("Alpha", tmp_path).variables["--color-error"] == "#800000"
+    write_theme(tmp_path, "Short", error="#f008")  # #rgba: alpha 0x88
+    assert load_theme("Short", tmp_path).variables["--color-error"] == "#880000"
+    write_theme(tmp_path, "Opaque", error="#FF0000ff")
+    assert load_theme("Opaque", tmp_path).variables["--color-error"] == "#ff0000"
+
+
+def test_the_backgrounds_are_taken_as_opaque(tmp_path: Path) -> None:
+    write_theme(tmp_path, "Glass", card="#12345600")
+    assert load_theme("Glass", tmp_path).variables["--page-bg"] == "#123456"
+
+
 def test_keys_halloy_has_and_the_loader_does_not_read_are_ignored(tmp_path: Path) -> None:
     path = write_theme(tmp_path, "Extra")
     extra = (
@@ -295,6 +310,13 @@ def test_a_number_where_a_colour_belongs_is_reported_as_such(tmp_path: Path) -> 
     path.write_text(path.read_text("utf-8").replace('primary = "#eeeeee"', "primary = 12"))
     with pytest.raises(ThemeError, match=r"text\.primary: expected a colour .*, got 12$"):
         load_theme("Foo", tmp_path)
+
+
+@pytest.mark.parametrize("colour", ["#12345", "#1234567", "#123456789", "#ggg"])
+def test_colours_of_other_lengths_are_refused(tmp_path: Path, colour: str) -> None:
+    write_theme(tmp_path, "Odd", error=colour)
+    with pytest.raises(ThemeError, match=r"text\.error: expected a colour"):
+        load_theme("Odd", tmp_path)
 
 
 @pytest.mark.parametrize("content", [b"[general\n", b"\xff\xfe not utf-8"])
