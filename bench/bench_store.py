@@ -1,6 +1,6 @@
 """Benchmark of the store (`eggpool/shells/_store.py`) as the serving loop feels it.
-`python bench/bench_store.py` runs it alone; `BENCHMARKS` has the same shape as
-`bench/bench.py`'s so `make bench` can merge them.
+`make bench` runs it with the others (`BENCHMARKS` has the shape of `bench/bench.py`'s);
+`python bench/bench.py store_loop_lag` runs it alone.
 
 Theory of operation. The store writes on its own thread so that the event
 loop never waits for SQLite (tests/shells/test_store.py checks that no
@@ -117,14 +117,3 @@ def bench_store_loop_lag() -> dict[str, object]:
 BENCHMARKS: dict[str, Callable[[], dict[str, object]]] = {
     "store_loop_lag": bench_store_loop_lag,
 }
-
-
-def main() -> None:
-    for name in sys.argv[1:] or BENCHMARKS:
-        result = BENCHMARKS[name]()
-        best, median, unit = result["best"], result["median"], result["unit"]
-        print(f"{name:22} best {best:9.2f} {unit:10} median {median:9.2f}   {result['detail']}")
-
-
-if __name__ == "__main__":
-    main()
