@@ -22,12 +22,13 @@ Rules, in the order they matter:
   `overloaded_error`) still fails over. After the first byte, an upstream
   failure ends the stream with the protocol's in-stream error, never a
   clean close.
-- **Deadlines are timers**: one per attempt (`up:<attempt>`) watches the
-  first byte (the provider's `read_timeout_s` from dispatch to the response
-  head), then silence between chunks (the same, checked lazily so a chunk
-  costs no timer effect); one per request watches the total.
-  A deadline aborts the attempt and counts as a timeout; before the first
-  byte it may fail over.
+- **Deadlines share one timer** per request (`req:<request>`), armed for
+  the earliest of the total, the open attempt's first byte (the provider's
+  `read_timeout_s` from dispatch to the response head) and its silence
+  between chunks (the same, from the latest chunk). Activity only moves a
+  deadline later, so chunks arm nothing; a timer that fires early re-arms.
+  An attempt deadline aborts the attempt and counts as a timeout; before
+  the first byte it may fail over.
 - **Client gone** aborts the upstream at once and finalizes as cancelled,
   billing the usage seen so far, else the reservation estimate if the
   provider had started answering, else nothing.
@@ -97,6 +98,7 @@ from eggpool.core.usage import (
 
 __all__ = [
     "ALLOWED",
+    "TIMER_PREFIX",
     "TRANSITIONS",
     "Identity",
     "RequestMachine",
@@ -105,6 +107,8 @@ __all__ = [
     "attempt_request_id",
 ]
 
+TIMER_PREFIX = "req:"
+"""A request's timer key is this and its id (`Pool` hands the firing to the machine)."""
 TOTAL_DEADLINE = 3600.0
 """Seconds a request may take in all, attempts included."""
 MAX_ERROR_BODY = 64 * 1024
@@ -138,6 +142,8 @@ class RequestMachine:
         self._attempts: list[Attempt] = []
         self._tried: set[str] = set()
         self._attempt: Attempt | None = None
+        self._timer_key = f"{TIMER_PREFIX}{event.request_id}"
+        self._timer_at: float | None = None  # when the request's one timer is armed to fire
         self._ttft: float | None = None
         self._committed = False  # the response head went to the client
         self._last_failure: tuple[Attempt, RetryDecision] | None = None
@@ -169,7 +175,6 @@ class RequestMachine:
                     session=self.session,
                 )
             ),
-            ArmTimer(key=f"total:{self.request_id}", at=now.mono + TOTAL_DEADLINE),
         ]
         return effects + self._route(now)
 
@@ -297,8 +302,30 @@ class RequestMachine:
                 pool_timeout=provider.http.pool_timeout_s,
                 provider=provider.id,
             ),
-            ArmTimer(key=f"up:{attempt_id}", at=now.mono + provider.http.read_timeout_s),
+            *self._arm(),
         ]
+
+    # -- the request's one timer ---------------------------------------------------------
+
+    def _deadline_at(self) -> float:
+        """The earliest deadline in force: the total, and the open attempt's first byte
+        (from dispatch) or silence (from its latest activity)."""
+        at = self._started.mono + TOTAL_DEADLINE
+        attempt = self._attempt
+        if attempt is not None and attempt.open:
+            since = attempt.dispatched if attempt.status is None else attempt.last_activity
+            at = min(at, since + attempt.provider.http.read_timeout_s)
+        return at
+
+    def _arm(self) -> list[Effect]:
+        """Arm the timer for the earliest deadline unless it already fires by then. Activity
+        only moves deadlines later, so a chunk arms nothing: a timer that fires early finds
+        the deadline not yet reached and re-arms (`_on_timer`)."""
+        at = self._deadline_at()
+        if self._timer_at is not None and self._timer_at <= at:
+            return []
+        self._timer_at = at
+        return [ArmTimer(key=self._timer_key, at=at)]
 
     # -- upstream events -----------------------------------------------------------------
 
@@ -315,10 +342,7 @@ class RequestMachine:
         attempt.last_activity = event.now.mono
         attempt.head = event.now.mono - attempt.dispatched
         attempt.connect = event.connect_s
-        # The attempt's one timer now watches for silence between chunks (a lazy check:
-        # chunks arm nothing; when it fires with activity since, it re-arms for the rest).
-        idle = attempt.provider.http.read_timeout_s
-        return [ArmTimer(key=f"up:{attempt.attempt_id}", at=event.now.mono + idle)]
+        return []  # the deadline moves from the first byte to silence: later, never earlier
 
     def _on_body(self, event: object) -> list[Effect]:
         assert isinstance(event, UpstreamBodyReceived)
@@ -388,7 +412,7 @@ class RequestMachine:
             return []
         attempt.open = False
         now = event.now
-        effects: list[Effect] = [CancelTimer(key=f"up:{attempt.attempt_id}")]
+        effects: list[Effect] = []
         if not 200 <= attempt.status < 300:
             body = bytes(attempt.body[:BODY_SNIPPET_CAP])
             outcome = attempt.outcome(self.protocol, now.wall, body=body)
@@ -451,19 +475,20 @@ class RequestMachine:
 
     def _on_timer(self, event: object) -> list[Effect]:
         assert isinstance(event, TimerFired)
-        kind, _, target = event.key.partition(":")
+        self._timer_at = None
         now = event.now
-        if kind == "total":
+        if now.mono >= self._started.mono + TOTAL_DEADLINE:
             return self._deadline(now)
-        attempt = self._own(target)
-        if attempt is None or not attempt.open:
-            return []
-        if attempt.status is None:  # no response head yet
-            return self._transport_failure(attempt, TransportFailure.FIRST_BYTE_TIMEOUT, now)
-        idle = attempt.provider.http.read_timeout_s
-        if now.mono - attempt.last_activity < idle:  # activity since: check again later
-            return [ArmTimer(key=event.key, at=attempt.last_activity + idle)]
-        return self._transport_failure(attempt, TransportFailure.IDLE_TIMEOUT, now)
+        attempt = self._attempt
+        if attempt is not None and attempt.open:
+            idle = attempt.provider.http.read_timeout_s
+            if attempt.status is None:  # no response head yet
+                if now.mono >= attempt.dispatched + idle:
+                    failure = TransportFailure.FIRST_BYTE_TIMEOUT
+                    return self._transport_failure(attempt, failure, now)
+            elif now.mono - attempt.last_activity >= idle:
+                return self._transport_failure(attempt, TransportFailure.IDLE_TIMEOUT, now)
+        return self._arm()  # activity since it was armed: check again at the new deadline
 
     def _deadline(self, now: Now) -> list[Effect]:
         attempt = self._attempt
@@ -511,10 +536,7 @@ class RequestMachine:
 
     def _attempt_failed(self, attempt: Attempt, decision: RetryDecision, now: Now) -> list[Effect]:
         services = self.services
-        effects: list[Effect] = [
-            CancelTimer(key=f"up:{attempt.attempt_id}"),
-        ]
-        effects += attempt.abort()
+        effects: list[Effect] = attempt.abort()
         changes = services.health.record_failure(
             attempt.account, self.request.model, decision, now.wall, attempt.attempt_id
         )
@@ -605,7 +627,10 @@ class RequestMachine:
             return []
         self._goto(State.FINALIZING)
         services = self.services
-        effects: list[Effect] = [CancelTimer(key=f"total:{self.request_id}")]
+        effects: list[Effect] = []
+        if self._timer_at is not None:
+            effects.append(CancelTimer(key=self._timer_key))
+            self._timer_at = None
         usage = self._result.usage if self._result is not None else None
         cost_micro, exactness = 0, "unknown"
         account = provider = None

@@ -77,7 +77,7 @@ from eggpool.core.events import (
 )
 from eggpool.core.health import BackoffChange, Health
 from eggpool.core.ledger import Ledger, account_limits
-from eggpool.core.lifecycle import RequestMachine, Services, attempt_request_id
+from eggpool.core.lifecycle import TIMER_PREFIX, RequestMachine, Services, attempt_request_id
 from eggpool.core.requests import parse_request
 from eggpool.core.routing import Router, affinity_key, session_header, session_ranks
 from eggpool.core.secret import Secret
@@ -300,11 +300,8 @@ class Pool:
     # -- timers --------------------------------------------------------------------------
 
     def _timer(self, event: TimerFired) -> list[Effect]:
-        kind, _, target = event.key.partition(":")
-        if kind == "up":
-            return self._to_machine(attempt_request_id(target), event)
-        if kind == "total":
-            return self._to_machine(target, event)
+        if event.key.startswith(TIMER_PREFIX):
+            return self._to_machine(event.key.removeprefix(TIMER_PREFIX), event)
         if event.key == _REFRESH:
             return self._fetch_all(event.now) + self._arm_refresh(event.now)
         if event.key == _SHUTDOWN:

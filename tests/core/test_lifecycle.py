@@ -13,6 +13,7 @@ from eggpool.core.effects import (
     ArmTimer,
     AttemptEnded,
     BackoffChanged,
+    CancelTimer,
     Effect,
     FetchModelList,
     Log,
@@ -39,7 +40,7 @@ from eggpool.core.events import (
     UpstreamFailed,
     UpstreamResponseStarted,
 )
-from eggpool.core.lifecycle import ALLOWED, state_diagram
+from eggpool.core.lifecycle import ALLOWED, TOTAL_DEADLINE, state_diagram
 from eggpool.core.pool import Pool
 from eggpool.core.retry import TransportFailure
 
@@ -79,6 +80,7 @@ class Driver:
         self.start = self.now()
         self.pool = Pool(self.config, now=self.start)
         self.effects: list[Effect] = []
+        self.timers: dict[str, float] = {}  # armed: key -> monotonic time it fires
         self.log: list[tuple[Event, list[Effect]]] = []
         if loaded:
             self.send(StateLoaded(now=self.now()))
@@ -91,10 +93,26 @@ class Driver:
         self.mono += seconds
 
     def send(self, event: Event) -> list[Effect]:
+        if isinstance(event, TimerFired):
+            self.timers.pop(event.key, None)  # a timer fires once
         out = self.pool.handle(event)
         self.effects += out
         self.log.append((event, out))
+        for effect in out:
+            if isinstance(effect, ArmTimer):
+                self.timers[effect.key] = effect.at
+            elif isinstance(effect, CancelTimer):
+                self.timers.pop(effect.key, None)
         return out
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on, firing each armed timer when its time comes (a timer service)."""
+        end = self.mono + seconds
+        while due := sorted((at, key) for key, at in self.timers.items() if at <= end):
+            at, key = due[0]
+            self.mono = max(self.mono, at)
+            self.send(TimerFired(now=self.now(), key=key))
+        self.mono = end
 
     def request(
         self,
@@ -418,13 +436,116 @@ def test_first_byte_timeout_aborts_and_fails_over() -> None:
     d = Driver()
     request_id, effects = d.request(chat())
     (first,) = opened(effects)
-    (timer,) = [e for e in effects if isinstance(e, ArmTimer) and e.key.startswith("up:")]
+    (timer,) = [e for e in effects if isinstance(e, ArmTimer) and e.key.startswith("req:")]
     d.mono = timer.at
     effects = d.send(TimerFired(now=d.now(), key=timer.key))
     assert AbortUpstream(attempt_id=first.attempt_id) in effects
     (second,) = opened(effects)
     d.answer(second.attempt_id, 200, PLAIN)
     assert d.client(request_id)[0] == 200
+
+
+READ_TIMEOUT = config().providers["p"].http.read_timeout_s
+
+
+def timer_effects(effects: list[Effect]) -> list[Effect]:
+    return [
+        e for e in effects if isinstance(e, ArmTimer | CancelTimer) and e.key != "pool:refresh"
+    ]
+
+
+def request_timers(d: Driver) -> dict[str, float]:
+    return {key: at for key, at in d.timers.items() if key != "pool:refresh"}
+
+
+def test_one_timer_watches_a_request_and_chunks_arm_nothing() -> None:
+    d = Driver()
+    request_id, effects = d.request(chat(stream=True))
+    (first,) = opened(effects)
+    (arm,) = timer_effects(effects)
+    assert isinstance(arm, ArmTimer)
+    assert arm.at == d.mono + READ_TIMEOUT  # the provider's read_timeout_s: the first byte
+    quiet = d.head(first.attempt_id, 200) + d.body(first.attempt_id, CONTENT)
+    quiet += d.body(first.attempt_id, CONTENT + USAGE_ONLY + DONE)
+    assert timer_effects(quiet) == []
+    assert timer_effects(d.end(first.attempt_id)) == [CancelTimer(key=arm.key)]
+    assert d.client(request_id)[0] == 200
+    assert request_timers(d) == {}
+
+
+def test_a_stream_times_out_after_read_timeout_of_silence_not_of_its_length() -> None:
+    d = Driver()
+    request_id, effects = d.request(chat(stream=True))
+    (first,) = opened(effects)
+    d.advance(10)
+    d.head(first.attempt_id, 200)
+    for _ in range(3):  # chunks apart by 2/3 of the timeout: twice the timeout in all
+        d.advance(READ_TIMEOUT * 2 / 3)
+        d.body(first.attempt_id, CONTENT)
+    last_chunk = d.mono
+    assert AbortUpstream(attempt_id=first.attempt_id) not in d.effects
+    d.advance(READ_TIMEOUT - 0.1)
+    assert AbortUpstream(attempt_id=first.attempt_id) not in d.effects
+    d.advance(0.1)
+    assert d.mono == pytest.approx(last_chunk + READ_TIMEOUT)
+    assert AbortUpstream(attempt_id=first.attempt_id) in d.effects
+    status, data, ended = d.client(request_id)
+    assert (status, ended) == (200, True)
+    assert b"upstream_interrupted" in data
+    assert d.finals()[0].outcome == "upstream_error"
+    assert d.pool.in_flight == 0
+    assert request_timers(d) == {}
+
+
+def test_a_stream_that_never_goes_quiet_ends_at_the_total_deadline() -> None:
+    d = Driver()
+    start = d.mono
+    request_id, effects = d.request(chat(stream=True))
+    (first,) = opened(effects)
+    d.head(first.attempt_id, 200)
+    while not d.finals():
+        d.body(first.attempt_id, CONTENT)
+        d.advance(READ_TIMEOUT / 2)
+    (final,) = d.finals()
+    assert (final.outcome, final.status, final.latency) == ("timeout", 504, TOTAL_DEADLINE)
+    assert d.mono - start < TOTAL_DEADLINE + READ_TIMEOUT
+    assert AbortUpstream(attempt_id=first.attempt_id) in d.effects
+    assert d.client(request_id)[2] is True
+    assert request_timers(d) == {}
+
+
+def test_a_failover_to_a_quicker_provider_arms_the_timer_earlier() -> None:
+    fast = config(
+        "a",
+        providers={
+            "p": {
+                "base_url": "https://api.example.com/v1",
+                "models_endpoint": {"method": "DISABLED"},
+                "static_models": [{"id": "m", "protocol": "openai"}],
+                "read_timeout_s": 60,
+                "routing_priority": 1,
+                "accounts": [{"name": "a", "api_key": KEY}],
+            },
+            "q": {
+                "base_url": "https://api.example.org/v1",
+                "models_endpoint": {"method": "DISABLED"},
+                "static_models": [{"id": "m", "protocol": "openai"}],
+                "read_timeout_s": 5,
+                "accounts": [{"name": "b", "api_key": KEY}],
+            },
+        },
+    )
+    d = Driver(fast)
+    request_id, effects = d.request(chat())
+    (first,) = opened(effects)
+    assert first.account == "a"
+    d.advance(1)
+    (second,) = opened(d.answer(first.attempt_id, 429, RATE_LIMITED))
+    assert second.account == "b"
+    assert request_timers(d) == {f"req:{request_id}": d.mono + 5}
+    d.advance(5)
+    assert AbortUpstream(attempt_id=second.attempt_id) in d.effects
+    assert d.client(request_id)[0] == 504
 
 
 def test_connect_refused_fails_over_and_a_late_event_is_ignored() -> None:
