@@ -209,12 +209,13 @@ class Reply:
 
     def usage(self, body: bytes) -> Usage:
         """The usage a complete answer to a request with this body reports."""
+        uncached, cached, output = self.usage_numbers(body)
+        return Usage(input_tokens=uncached, cache_read_tokens=cached, output_tokens=output)
+
+    def usage_numbers(self, body: bytes) -> tuple[int, int, int]:
+        """`usage(body)` as (uncached input, cached input, output) tokens."""
         uncached = len(body) // 4 if self.input_tokens is None else self.input_tokens
-        return Usage(
-            input_tokens=uncached,
-            cache_read_tokens=self.cached_tokens,
-            output_tokens=self.chunks * self.tokens_per_chunk,
-        )
+        return uncached, self.cached_tokens, self.chunks * self.tokens_per_chunk
 
     def steps(
         self,
@@ -243,6 +244,7 @@ class Reply:
 
 
 @functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)  # a pool has a few providers, each one URL per API
 def protocol_of(
     url: str, openai_path: str = "/chat/completions", anthropic_path: str = "/messages"
 ) -> Protocol:

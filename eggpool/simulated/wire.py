@@ -168,8 +168,8 @@ class RequestShape:
     @functools.lru_cache(maxsize=4096)  # a simulation sends the same bodies again and again
     def parse(cls, body: bytes) -> RequestShape | None:
         try:
-            obj = json.loads(body)
-        except ValueError:
+            obj = json.loads(body.decode())  # JSON on the wire is UTF-8 (RFC 8259)
+        except ValueError:  # UnicodeDecodeError included
             return None
         if not isinstance(obj, dict):
             return None
@@ -182,6 +182,11 @@ class RequestShape:
 def wants_usage(reply: Reply, request: RequestShape) -> bool:
     return request.include_usage if reply.include_usage is None else reply.include_usage
 
+
+_STREAM_HEAD = (
+    ("content-type", "text/event-stream; charset=utf-8"),
+    ("cache-control", "no-cache"),
+)
 
 # A usage chunk cut inside its JSON: observers decode usage-bearing events even after
 # content started (plain content deltas take a fast path and are never decoded).
@@ -292,6 +297,9 @@ class Answer:
             self._error(400, "", scripted=False)
             return self.out
         kind = reply.kind
+        if kind is ReplyKind.OK and self._merge and reply.piece <= 0:
+            self._merged(request)
+            return self.out
         if kind is ReplyKind.FAIL:
             latency = self.effect.connect_timeout if reply.latency is None else reply.latency
             self._fail(reply.failure, latency, f"fake: {reply.failure.value}")
@@ -306,6 +314,55 @@ class Answer:
         if self._held:
             self._flush()
         return self.out
+
+    def _merged(self, request: RequestShape) -> None:
+        """A complete answer, merged: the steps `_whole` or `_stream` and the merging rules
+        make of it, put together from the answer's cached shape (`_merged_shape`), which
+        only the attempt's id and the usage numbers complete. Nearly every answer of a
+        simulation is one; tests compare the two ways."""
+        reply, attempt = self.reply, self.attempt
+        protocol = self.protocol
+        stream = request.stream
+        with_usage = stream and protocol is Protocol.OPENAI and wants_usage(reply, request)
+        shape = _merged_shape(protocol, request.model, reply.chunks, stream, with_usage)
+        prefix = "msg_" if protocol is Protocol.ANTHROPIC else "chatcmpl-"
+        uncached, cached, output = reply.usage_numbers(self.effect.body)
+        values = {
+            "id": _text(prefix + attempt),
+            "usage": self._usage_text(uncached, cached, output),
+            "start_usage": self._usage_text(uncached, cached, 1),
+            "output": output,
+        }
+        interval = reply.interval
+        if stream:
+            opening = interval if reply.opening_interval is None else reply.opening_interval
+            head = (*_STREAM_HEAD, self._id_header(), *reply.headers)
+            bodies = [(sum([opening] * shape.lead + [interval]), (shape.first % values).encode())]
+            if shape.rest_frames:
+                bodies.append((0.0 + interval * shape.rest_frames, (shape.rest % values).encode()))
+        else:
+            body = (shape.first % values).encode()
+            head = (
+                ("content-type", "application/json"),
+                ("content-length", str(len(body))),
+                self._id_header(),
+                *reply.headers,
+            )
+            bodies = [(interval, body)]
+        latency = self.effect.connect_timeout if reply.latency is None else reply.latency
+        out = self.out
+        started = UpstreamResponseStarted(now=UNSTAMPED, attempt_id=attempt, status=200,
+                                          headers=head)  # fmt: skip
+        out.append(Step(delay=latency, event=started))
+        for delay, data in bodies:
+            event = UpstreamBodyReceived(now=UNSTAMPED, attempt_id=attempt, data=data)
+            out.append(Step(delay=delay, event=event))
+        out.append(Step(delay=0.0, event=UpstreamBodyEnded(now=UNSTAMPED, attempt_id=attempt)))
+
+    def _usage_text(self, uncached: int, cached: int, output: int) -> str:
+        if self.protocol is Protocol.ANTHROPIC:
+            return _anthropic_usage_text(uncached, cached, output)
+        return _openai_usage_text(uncached, cached, output)
 
     def _error(self, code: int, model: str, *, scripted: bool = True) -> None:
         reply = self.reply
@@ -349,11 +406,7 @@ class Answer:
 
     def _stream(self, request: RequestShape) -> None:
         reply, kind = self.reply, self.reply.kind
-        headers = (
-            ("content-type", "text/event-stream; charset=utf-8"),
-            ("cache-control", "no-cache"),
-            self._id_header(),
-        )
+        headers = (*_STREAM_HEAD, self._id_header())
         self._head(200, (*headers, *reply.headers))
         opening, content, closing = self._frames(request)
         sent = content if kind is ReplyKind.OK else content[: reply.after]
@@ -389,27 +442,16 @@ class Answer:
         return _texts(self.reply.chunks)
 
     def _usage_numbers(self) -> tuple[int, int, int]:
-        usage = self.reply.usage(self.effect.body)
-        return usage.input_tokens, usage.cache_read_tokens, usage.output_tokens
+        return self.reply.usage_numbers(self.effect.body)
 
     def _openai_usage(self) -> str:
         """The `usage` object of an OpenAI answer, as JSON text."""
-        uncached, cached, output = self._usage_numbers()
-        return (
-            f'{{"prompt_tokens":{uncached + cached},"completion_tokens":{output},'
-            f'"total_tokens":{uncached + cached + output},'
-            f'"prompt_tokens_details":{{"cached_tokens":{cached}}},'
-            '"completion_tokens_details":{"reasoning_tokens":0}}'
-        )
+        return _openai_usage_text(*self._usage_numbers())
 
     def _anthropic_usage(self, output: int | None = None) -> str:
         """The `usage` object of an Anthropic answer, as JSON text."""
         uncached, cached, total_output = self._usage_numbers()
-        return (
-            f'{{"input_tokens":{uncached},"cache_creation_input_tokens":0,'
-            f'"cache_read_input_tokens":{cached},'
-            f'"output_tokens":{total_output if output is None else output}}}'
-        )
+        return _anthropic_usage_text(uncached, cached, total_output if output is None else output)
 
     def _whole_body(self, request: RequestShape) -> bytes:
         text, model = _text("".join(self._texts())), _text(request.model)
@@ -501,6 +543,111 @@ def _data_frame(data: str, event: str | None = None) -> bytes:
     writes it has no line breaks)."""
     head = b"data: " if event is None else b"event: " + event.encode() + b"\ndata: "
     return head + data.encode() + b"\n\n"
+
+
+def _openai_usage_text(uncached: int, cached: int, output: int) -> str:
+    return (
+        f'{{"prompt_tokens":{uncached + cached},"completion_tokens":{output},'
+        f'"total_tokens":{uncached + cached + output},'
+        f'"prompt_tokens_details":{{"cached_tokens":{cached}}},'
+        '"completion_tokens_details":{"reasoning_tokens":0}}'
+    )
+
+
+def _anthropic_usage_text(uncached: int, cached: int, output: int) -> str:
+    return (
+        f'{{"input_tokens":{uncached},"cache_creation_input_tokens":0,'
+        f'"cache_read_input_tokens":{cached},"output_tokens":{output}}}'
+    )
+
+
+@attrs.frozen(slots=True)
+class _MergedShape:
+    """A complete answer's merged bodies as `%`-templates (`%(id)s`: the JSON id string,
+    `%(usage)s`: the usage object, `%(start_usage)s`: Anthropic's opening usage,
+    `%(output)d`: output tokens). A stream's `first` is its opening frames and first
+    content frame (`lead` frames precede that), `rest` the `rest_frames` after it; a
+    whole answer's `first` is its body."""
+
+    first: str
+    rest: str = ""
+    lead: int = 0
+    rest_frames: int = 0
+
+
+@functools.lru_cache(maxsize=1024)
+def _merged_shape(
+    protocol: Protocol, model: str, chunks: int, stream: bool, with_usage: bool
+) -> _MergedShape:
+    """The shape of a complete answer, for `Answer._merged`: the same frames as
+    `Answer._frames` and `Answer._whole_body` write, with placeholders for what changes
+    from one answer to the next."""
+    model_text = _text(model).replace("%", "%%")
+    texts = _texts(chunks)
+    if not stream:
+        text = _text("".join(texts)).replace("%", "%%")
+        if protocol is Protocol.ANTHROPIC:
+            return _MergedShape(
+                '{"id":%(id)s,"type":"message","role":"assistant",'
+                f'"model":{model_text},"content":[{{"type":"text","text":{text}}}],'
+                '"stop_reason":"end_turn","stop_sequence":null,"usage":%(usage)s}'
+            )
+        return _MergedShape(
+            f'{{"id":%(id)s,"object":"chat.completion","created":{CREATED},"model":{model_text},'
+            f'"choices":[{{"index":0,"message":{{"role":"assistant","content":{text},'
+            '"refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":%(usage)s,'
+            '"system_fingerprint":null}'
+        )
+    if protocol is Protocol.ANTHROPIC:
+        message = (
+            '{"id":%(id)s,"type":"message","role":"assistant",'
+            f'"model":{model_text},"content":[],"stop_reason":null,'
+            '"stop_sequence":null,"usage":%(start_usage)s}'
+        )
+        opening = [
+            _sse_text(f'{{"type":"message_start","message":{message}}}', "message_start"),
+            _ANTHROPIC_BLOCK_START.decode(),
+            _ANTHROPIC_PING.decode(),
+        ]
+        content = [_ANTHROPIC_DELTAS[text].decode() for text in texts]
+        closing = [
+            _ANTHROPIC_BLOCK_STOP.decode(),
+            _sse_text(
+                '{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
+                '"usage":{"output_tokens":%(output)d}}',
+                "message_delta",
+            ),
+            _ANTHROPIC_STOP.decode(),
+        ]
+    else:
+        start = _OPENAI_CHUNK_START.format(id="%(id)s", model=model_text)
+        end = ',"usage":null}' if with_usage else "}"
+
+        def chunk(delta: str, finish: str = "null") -> str:
+            return _sse_text(f'{start}{delta},"logprobs":null,"finish_reason":{finish}}}]{end}')
+
+        opening = [chunk('{"role":"assistant","content":"","refusal":null}')]
+        content = [chunk(f'{{"content":{_text(text)}}}') for text in texts]
+        closing = [chunk("{}", '"stop"')]
+        if with_usage:
+            closing.append(_sse_text(
+                f'{{"id":%(id)s,"object":"chat.completion.chunk","created":{CREATED},'
+                f'"model":{model_text},"system_fingerprint":null,"choices":[],"usage":%(usage)s}}'
+            ))  # fmt: skip
+        closing.append(_DONE.decode())
+    frames = [*opening, *content, *closing]
+    lead = len(opening)
+    return _MergedShape(
+        "".join(frames[: lead + 1]),
+        "".join(frames[lead + 1 :]),
+        lead=lead,
+        rest_frames=len(frames) - lead - 1,
+    )
+
+
+def _sse_text(data: str, event: str | None = None) -> str:
+    """`_data_frame` as text."""
+    return f"data: {data}\n\n" if event is None else f"event: {event}\ndata: {data}\n\n"
 
 
 _OPENAI_CHUNK_START = (
