@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING
 
 import attrs
@@ -532,10 +533,9 @@ def _texts(chunks: int) -> list[str]:
     return [_WORDS[i % len(_WORDS)] for i in range(chunks)]
 
 
-@functools.lru_cache(maxsize=1024)
-def _text(value: str) -> str:
-    """`value` as a JSON string, escaped as `json.dumps` does."""
-    return json.dumps(value)
+_text = encode_basestring_ascii
+"""`value` as a JSON string, escaped as `json.dumps` does (the function it calls for a
+`str`, in C: ids are new in every answer, so a cache would not help)."""
 
 
 def _data_frame(data: str, event: str | None = None) -> bytes:
