@@ -326,14 +326,24 @@ class Answer:
         stream = request.stream
         with_usage = stream and protocol is Protocol.OPENAI and wants_usage(reply, request)
         shape = _merged_shape(protocol, request.model, reply.chunks, stream, with_usage)
-        prefix = "msg_" if protocol is Protocol.ANTHROPIC else "chatcmpl-"
         uncached, cached, output = reply.usage_numbers(self.effect.body)
-        values = {
-            "id": _text(prefix + attempt),
-            "usage": self._usage_text(uncached, cached, output),
-            "start_usage": self._usage_text(uncached, cached, 1),
-            "output": output,
-        }
+        values: dict[str, object]
+        if protocol is Protocol.OPENAI:
+            values = {
+                "id": _text("chatcmpl-" + attempt),
+                "usage": _openai_usage_text(uncached, cached, output),
+            }
+        elif stream:
+            values = {
+                "id": _text("msg_" + attempt),
+                "start_usage": _anthropic_usage_text(uncached, cached, 1),
+                "output": output,
+            }
+        else:
+            values = {
+                "id": _text("msg_" + attempt),
+                "usage": _anthropic_usage_text(uncached, cached, output),
+            }
         interval = reply.interval
         if stream:
             opening = interval if reply.opening_interval is None else reply.opening_interval
@@ -359,11 +369,6 @@ class Answer:
             event = UpstreamBodyReceived(now=UNSTAMPED, attempt_id=attempt, data=data)
             out.append(Step(delay=delay, event=event))
         out.append(Step(delay=0.0, event=UpstreamBodyEnded(now=UNSTAMPED, attempt_id=attempt)))
-
-    def _usage_text(self, uncached: int, cached: int, output: int) -> str:
-        if self.protocol is Protocol.ANTHROPIC:
-            return _anthropic_usage_text(uncached, cached, output)
-        return _openai_usage_text(uncached, cached, output)
 
     def _error(self, code: int, model: str, *, scripted: bool = True) -> None:
         reply = self.reply
