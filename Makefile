@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit chromium fuzz bench docs clean help
+.PHONY: demo test lint types unit chromium accel accel-unit fuzz bench docs clean help
 
 help:
 	@echo "make demo   the proxy on loopback in front of simulated providers (DEMO_ARGS=--traffic)"
@@ -14,6 +14,8 @@ help:
 	@echo "make lint   ruff check + ruff format --check"
 	@echo "make types  mypy --strict eggpool"
 	@echo "make unit   pytest only (installs Debian's chromium for the browser tests if missing)"
+	@echo "make accel  the accelerated build in .venv-accel (hot modules compiled by mypyc)"
+	@echo "make accel-unit  the core, simulator and parser tests on the accelerated build"
 	@echo "make fuzz   long fuzzing runs of the parsers (FUZZ_EXAMPLES=50000 by default)"
 	@echo "make bench  the performance benchmarks (figures in docs/performance.md)"
 	@echo "make docs   regenerate the parts of docs/ generated from the code"
@@ -27,6 +29,37 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The accelerated build (docs/performance.md): the checkout installed (not editable) with
+# the hot modules compiled to C by mypyc; rebuilt when a source file changes. It is built
+# from an sdist, in a directory of its own: the compiler leaves its extension modules
+# beside the sources, and in the checkout they would shadow the .py files being edited.
+ACCEL := .venv-accel
+ACCEL_STAMP := $(ACCEL)/.installed
+SOURCES := $(shell find eggpool -name '*.py')
+
+$(ACCEL_STAMP): $(STAMP) pyproject.toml $(SOURCES)
+	tools/ensure-compiler $(PYTHON)
+	[ -x $(ACCEL)/bin/python ] || $(PYTHON) -m venv $(ACCEL)
+	$(ACCEL)/bin/python -m pip install --quiet --upgrade pip
+	rm -rf build/accel && $(BIN)/python -m hatchling build -t sdist -d build/accel >/dev/null
+	HATCH_BUILD_HOOK_ENABLE_MYPYC=true $(ACCEL)/bin/python -m pip install --quiet \
+		"$$(ls build/accel/eggpool-*.tar.gz)[dev]"
+	$(ACCEL)/bin/python -P -c 'import sys, eggpool; sys.exit(not eggpool.compiled_modules() and "make accel: nothing was compiled")'
+	$(ACCEL)/bin/python -P -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+		| xargs -I{} sh -c 'echo "$(CURDIR)" > {}/eggpool-checkout-tests.pth'
+	touch $(ACCEL_STAMP)
+
+accel: $(ACCEL_STAMP)
+
+# The tests of the core and of what drives it (simulator, shells, CLI), on the accelerated
+# build. The .pth file above puts the checkout after the installed package on sys.path
+# (for tests/helpers), and pytest's importlib mode adds nothing before it: `eggpool` is
+# the build's.
+accel-unit: $(ACCEL_STAMP)
+	EGGPOOL_EXPECT_COMPILED=1 HYPOTHESIS_PROFILE=ci $(ACCEL)/bin/pytest --import-mode=importlib \
+		-p no:cacheprovider tests/core tests/simulated tests/test_harness.py \
+		tests/test_accelerated.py tests/shells tests/cli fuzz
 
 demo: $(STAMP)
 	$(BIN)/eggpool demo $(DEMO_ARGS)
@@ -44,17 +77,18 @@ unit: $(STAMP) chromium
 chromium:
 	tools/ensure-chromium
 
-test: lint types unit
+test: lint types unit accel-unit
 
 FUZZ_EXAMPLES ?= 50000
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest fuzz -p no:cacheprovider
 
-bench: $(STAMP)
+bench: $(STAMP) $(ACCEL_STAMP)
 	$(BIN)/python bench/bench.py
+	$(ACCEL)/bin/python bench/bench.py --installed pool_request pool_stream_20 simulate
 
 docs: $(STAMP)
 	$(BIN)/python tools/gen_docs.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist test-artifacts
+	rm -rf $(VENV) $(ACCEL) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist test-artifacts

@@ -20,13 +20,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# `--installed`: measure the eggpool installed in this interpreter (the accelerated build
+# of `make accel`), not the checkout's (which then comes after it, for tests/helpers).
+if "--installed" in sys.argv:
+    sys.path.append(str(ROOT))
+else:
+    sys.path.insert(0, str(ROOT))
 
 from bench_serve import BENCHMARKS as SERVE_BENCHMARKS  # noqa: E402
 from bench_stats import BENCHMARKS as STATS_BENCHMARKS  # noqa: E402
 from bench_store import BENCHMARKS as STORE_BENCHMARKS  # noqa: E402
 from bench_upstream import BENCHMARKS as UPSTREAM_BENCHMARKS  # noqa: E402
 
+from eggpool import build_name  # noqa: E402
 from eggpool.core.catalog import Catalog, ModelListFailure, parse_model_list  # noqa: E402
 from eggpool.core.config import Protocol, parse_config  # noqa: E402
 from eggpool.core.events import (  # noqa: E402
@@ -402,11 +408,19 @@ def main() -> None:
         "names", nargs="*", help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--installed",
+        action="store_true",
+        help="measure the installed eggpool (e.g. the accelerated build), not this checkout",
+    )
     args = parser.parse_args()
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
-    print(f"python {platform.python_version()} on {platform.machine()}, {cpu_name()}")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {cpu_name()}; "
+        f"eggpool {build_name()}"
+    )
     results = {}
     for name in args.names or BENCHMARKS:
         result = BENCHMARKS[name]()

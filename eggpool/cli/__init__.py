@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import attrs
 import click
 
-from eggpool import __version__
+from eggpool import __version__, build_name
 from eggpool.cli import _serve
 from eggpool.cli._load import ConfigLocation, LoadError, load_config, resolve_config_path
 from eggpool.cli._summary import render_summary
@@ -76,8 +76,8 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 @cli.command()
 def version() -> None:
-    """Print the installed version."""
-    click.echo(f"eggpool {__version__}")
+    """Print the installed version and build (pure Python, or accelerated)."""
+    click.echo(f"eggpool {__version__}\nbuild: {build_name()}")
 
 
 @cli.command(name="help")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from eggpool import __version__
+from eggpool import __version__, build_name
 from eggpool.cli import cli
 
 GOOD = textwrap.dedent(
@@ -66,7 +66,7 @@ def test_no_arguments_prints_help_listing_commands(home: Path) -> None:
 
 
 def test_version_command_and_flag_print_the_version(home: Path) -> None:
-    assert run("version").stdout == f"eggpool {__version__}\n"
+    assert run("version").stdout == f"eggpool {__version__}\nbuild: {build_name()}\n"
     assert run("--version").stdout == f"eggpool {__version__}\n"
 
 
@@ -243,13 +243,14 @@ def test_init_config_creates_missing_parent_directories(home: Path) -> None:
     assert target.is_file()
 
 
-def test_python_dash_m_runs_the_cli() -> None:
+def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "eggpool", "version"],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
+        cwd=tmp_path,  # the installed eggpool, not a checkout's in the working directory
     )
     assert result.returncode == 0
-    assert result.stdout == f"eggpool {__version__}\n"
+    assert result.stdout == f"eggpool {__version__}\nbuild: {build_name()}\n"

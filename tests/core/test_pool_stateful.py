@@ -81,15 +81,21 @@ def pool_config() -> Config:
     return parse_config({"server": {"api_key": SERVER_KEY}, "providers": providers}, {})
 
 
-class CheckedPool(Pool):
-    """A Pool that remembers, for every attempt it opens, whether the account was excluded."""
+class CheckedPool:
+    """A Pool that remembers, for every attempt it opens, whether the account was excluded.
+    (It wraps one: the accelerated build's compiled Pool cannot be subclassed here.)"""
 
     def __init__(self, config: Config, *, now: Now) -> None:
-        super().__init__(config, now=now)
+        self.wrapped = Pool(config, now=now)
+        self.services = self.wrapped.services
         self.bad_dispatches: list[str] = []
 
+    @property
+    def in_flight(self) -> int:
+        return self.wrapped.in_flight
+
     def handle(self, event: Event) -> list[Any]:
-        effects = super().handle(event)
+        effects = self.wrapped.handle(event)
         health = self.services.health
         for effect in effects:
             if not isinstance(effect, OpenUpstream):
@@ -101,7 +107,7 @@ class CheckedPool(Pool):
         return effects
 
 
-def _probing(pool: Pool, effect: OpenUpstream) -> bool:
+def _probing(pool: CheckedPool, effect: OpenUpstream) -> bool:
     state = pool.services.health._accounts[effect.account]  # test-only peek
     gates = [state.cooldown, *state.models.values()]
     return any(gate is not None and gate.probing == effect.attempt_id for gate in gates)
