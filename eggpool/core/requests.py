@@ -68,10 +68,9 @@ import zlib
 from collections.abc import Callable, Collection
 from typing import Any
 
-import attrs
-
 from eggpool.core._catalog_rules import EffectiveLimits
 from eggpool.core._json_spans import Member, object_members, splice
+from eggpool.core._parsed import ParsedRequest
 from eggpool.core.config import Protocol
 from eggpool.core.errors import FailureKind, LocalFailure, _shown
 
@@ -111,24 +110,6 @@ _OUTPUT_FIELDS = {
     Protocol.OPENAI: ("max_completion_tokens", "max_tokens"),
     Protocol.ANTHROPIC: ("max_tokens",),
 }
-
-
-@attrs.frozen(kw_only=True)
-class ParsedRequest:
-    """What the proxy needs to know about a client request, and the body to send upstream."""
-
-    protocol: Protocol
-    requested_model: str  # as the client sent it, suffix included
-    model: str  # without a provider suffix
-    pinned_provider: str | None
-    stream: bool
-    max_output_tokens: int | None  # the client's requested output limit, if any
-    max_output_param: str | None  # the field it came from (for error messages)
-    client_include_usage: bool  # an OpenAI stream whose client asked for the usage chunk
-    usage_injected: bool  # the proxy turned include_usage on: drop the usage-only chunk
-    input_tokens_estimate: int
-    body: bytes = attrs.field(repr=False)  # prompts stay out of logs and reprs
-    fingerprint: str | None = None  # of the system prompt and first message (session affinity)
 
 
 def parse_request(
