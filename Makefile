@@ -85,7 +85,8 @@ fuzz: $(STAMP)
 
 bench: $(STAMP) $(ACCEL_STAMP)
 	$(BIN)/python bench/bench.py
-	$(ACCEL)/bin/python bench/bench.py --installed pool_request pool_stream_20 simulate
+	$(ACCEL)/bin/python bench/bench.py --installed sse_decode openai_observer \
+		anthropic_observer pool_request pool_stream_20 simulate
 
 docs: $(STAMP)
 	$(BIN)/python tools/gen_docs.py

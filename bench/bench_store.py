@@ -24,7 +24,8 @@ from pathlib import Path
 import anyio
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # bench.py --installed put it last, after the installed eggpool
+    sys.path.insert(0, str(ROOT))
 
 from eggpool.core.config import parse_config  # noqa: E402
 from eggpool.core.effects import AttemptEnded, RequestFinalized, RequestStarted  # noqa: E402

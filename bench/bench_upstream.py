@@ -27,7 +27,8 @@ from pathlib import Path
 import anyio
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # bench.py --installed put it last, after the installed eggpool
+    sys.path.insert(0, str(ROOT))
 
 from eggpool.core.retry import TransportFailure  # noqa: E402
 from eggpool.shells._upstream import UpstreamClient, UpstreamRequest  # noqa: E402
