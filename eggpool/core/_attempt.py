@@ -43,6 +43,21 @@ class Attempt:
     head: float | None = None  # seconds from dispatch to the response head
     connect: float | None = None  # of which getting a connection (as the shell measured)
 
+    def deadline(self) -> float:
+        """When it times out unless something arrives (mono): the first byte is due the
+        provider's `read_timeout_s` after dispatch, then each chunk within that of the last."""
+        since = self.dispatched if self.status is None else self.last_activity
+        return since + self.provider.http.read_timeout_s
+
+    def timed_out(self, now: float) -> TransportFailure | None:
+        """The timeout it ran into by `now` (mono), if any. The same sum as `deadline`: a
+        timer armed for it finds it due."""
+        if now < self.deadline():
+            return None
+        if self.status is None:
+            return TransportFailure.FIRST_BYTE_TIMEOUT
+        return TransportFailure.IDLE_TIMEOUT
+
     def abort(self) -> list[Effect]:
         """Give up the upstream connection if it is still live: the effect that does it."""
         if not self.open:

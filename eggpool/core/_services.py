@@ -118,6 +118,17 @@ class Services:
         redact = {name.lower() for name in self.config.security.redact_headers}
         self.response_dropped = HOP_BY_HOP | redact
 
+    def client_headers(
+        self, upstream: tuple[tuple[str, str], ...], request_id: str, attempts: int
+    ) -> tuple[tuple[str, str], ...]:
+        """An upstream answer's headers as the client gets them: hop-by-hop and redacted
+        ones dropped, the request's id and attempt count added."""
+        dropped = self.response_dropped
+        kept = [(name, value) for name, value in upstream if name.lower() not in dropped]
+        kept.append(("x-eggpool-request-id", request_id))
+        kept.append(("x-eggpool-attempts", str(attempts)))
+        return tuple(kept)
+
     def identity(self, account: str) -> Identity:
         """How `account` presents itself upstream (cached: the config does not change)."""
         found = self._identities.get(account)

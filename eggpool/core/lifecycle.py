@@ -52,10 +52,9 @@ from eggpool.core._refusals import refusal_for
 from eggpool.core._services import Identity, Services
 from eggpool.core._states import ALLOWED, State
 from eggpool.core._states import state_diagram as draw_states
+from eggpool.core._timer import TIMER_PREFIX, RequestTimer
 from eggpool.core.config import Protocol
 from eggpool.core.effects import (
-    ArmTimer,
-    CancelTimer,
     Effect,
     Log,
     OpenUpstream,
@@ -107,8 +106,6 @@ __all__ = [
     "attempt_request_id",
 ]
 
-TIMER_PREFIX = "req:"
-"""A request's timer key is this and its id (`Pool` hands the firing to the machine)."""
 TOTAL_DEADLINE = 3600.0
 """Seconds a request may take in all, attempts included."""
 MAX_ERROR_BODY = 64 * 1024
@@ -142,8 +139,7 @@ class RequestMachine:
         self._attempts: list[Attempt] = []
         self._tried: set[str] = set()
         self._attempt: Attempt | None = None
-        self._timer_key = f"{TIMER_PREFIX}{event.request_id}"
-        self._timer_at: float | None = None  # when the request's one timer is armed to fire
+        self._timer = RequestTimer(event.request_id)  # for the earliest deadline (_timer.py)
         self._ttft: float | None = None
         self._committed = False  # the response head went to the client
         self._last_failure: tuple[Attempt, RetryDecision] | None = None
@@ -302,7 +298,7 @@ class RequestMachine:
                 pool_timeout=provider.http.pool_timeout_s,
                 provider=provider.id,
             ),
-            *self._arm(),
+            *self._timer.arm(self._deadline_at()),
         ]
 
     # -- the request's one timer ---------------------------------------------------------
@@ -313,19 +309,8 @@ class RequestMachine:
         at = self._started.mono + TOTAL_DEADLINE
         attempt = self._attempt
         if attempt is not None and attempt.open:
-            since = attempt.dispatched if attempt.status is None else attempt.last_activity
-            at = min(at, since + attempt.provider.http.read_timeout_s)
+            at = min(at, attempt.deadline())
         return at
-
-    def _arm(self) -> list[Effect]:
-        """Arm the timer for the earliest deadline unless it already fires by then. Activity
-        only moves deadlines later, so a chunk arms nothing: a timer that fires early finds
-        the deadline not yet reached and re-arms (`_on_timer`)."""
-        at = self._deadline_at()
-        if self._timer_at is not None and self._timer_at <= at:
-            return []
-        self._timer_at = at
-        return [ArmTimer(key=self._timer_key, at=at)]
 
     # -- upstream events -----------------------------------------------------------------
 
@@ -399,11 +384,7 @@ class RequestMachine:
     def _client_headers(
         self, upstream: tuple[tuple[str, str], ...]
     ) -> tuple[tuple[str, str], ...]:
-        dropped = self.services.response_dropped
-        kept = [(name, value) for name, value in upstream if name.lower() not in dropped]
-        kept.append(("x-eggpool-request-id", self.request_id))
-        kept.append(("x-eggpool-attempts", str(len(self._attempts))))
-        return tuple(kept)
+        return self.services.client_headers(upstream, self.request_id, len(self._attempts))
 
     def _on_end(self, event: object) -> list[Effect]:
         assert isinstance(event, UpstreamBodyEnded)
@@ -475,20 +456,16 @@ class RequestMachine:
 
     def _on_timer(self, event: object) -> list[Effect]:
         assert isinstance(event, TimerFired)
-        self._timer_at = None
+        self._timer.fired()
         now = event.now
         if now.mono >= self._started.mono + TOTAL_DEADLINE:
             return self._deadline(now)
         attempt = self._attempt
         if attempt is not None and attempt.open:
-            idle = attempt.provider.http.read_timeout_s
-            if attempt.status is None:  # no response head yet
-                if now.mono >= attempt.dispatched + idle:
-                    failure = TransportFailure.FIRST_BYTE_TIMEOUT
-                    return self._transport_failure(attempt, failure, now)
-            elif now.mono - attempt.last_activity >= idle:
-                return self._transport_failure(attempt, TransportFailure.IDLE_TIMEOUT, now)
-        return self._arm()  # activity since it was armed: check again at the new deadline
+            failure = attempt.timed_out(now.mono)
+            if failure is not None:
+                return self._transport_failure(attempt, failure, now)
+        return self._timer.arm(self._deadline_at())  # activity since: the next deadline
 
     def _deadline(self, now: Now) -> list[Effect]:
         attempt = self._attempt
@@ -628,9 +605,7 @@ class RequestMachine:
         self._goto(State.FINALIZING)
         services = self.services
         effects: list[Effect] = []
-        if self._timer_at is not None:
-            effects.append(CancelTimer(key=self._timer_key))
-            self._timer_at = None
+        effects += self._timer.cancel()
         usage = self._result.usage if self._result is not None else None
         cost_micro, exactness = 0, "unknown"
         account = provider = None
