@@ -318,32 +318,12 @@ class Answer:
 
     def _merged(self, request: RequestShape) -> None:
         """A complete answer, merged: the steps `_whole` or `_stream` and the merging rules
-        make of it, put together from the answer's cached shape (`_merged_shape`), which
-        only the attempt's id and the usage numbers complete. Nearly every answer of a
+        make of it, put together from the answer's shape (`_answer_shape`) joined in two
+        pieces in advance. Nearly every answer of a
         simulation is one; tests compare the two ways."""
         reply, attempt = self.reply, self.attempt
-        protocol = self.protocol
         stream = request.stream
-        with_usage = stream and protocol is Protocol.OPENAI and wants_usage(reply, request)
-        shape = _merged_shape(protocol, request.model, reply.chunks, stream, with_usage)
-        uncached, cached, output = reply.usage_numbers(self.effect.body)
-        values: dict[str, object]
-        if protocol is Protocol.OPENAI:
-            values = {
-                "id": _text("chatcmpl-" + attempt),
-                "usage": _openai_usage_text(uncached, cached, output),
-            }
-        elif stream:
-            values = {
-                "id": _text("msg_" + attempt),
-                "start_usage": _anthropic_usage_text(uncached, cached, 1),
-                "output": output,
-            }
-        else:
-            values = {
-                "id": _text("msg_" + attempt),
-                "usage": _anthropic_usage_text(uncached, cached, output),
-            }
+        shape, values = self._shape(request)
         interval = reply.interval
         if stream:
             opening = interval if reply.opening_interval is None else reply.opening_interval
@@ -352,7 +332,7 @@ class Answer:
             if shape.rest_frames:
                 bodies.append((0.0 + interval * shape.rest_frames, (shape.rest % values).encode()))
         else:
-            body = (shape.first % values).encode()
+            body = (shape.body % values).encode()
             head = (
                 ("content-type", "application/json"),
                 ("content-length", str(len(body))),
@@ -444,91 +424,34 @@ class Answer:
 
     # -- shapes --------------------------------------------------------------------------
 
-    def _texts(self) -> list[str]:
-        return _texts(self.reply.chunks)
-
-    def _usage_numbers(self) -> tuple[int, int, int]:
-        return self.reply.usage_numbers(self.effect.body)
-
-    def _openai_usage(self) -> str:
-        """The `usage` object of an OpenAI answer, as JSON text."""
-        return _openai_usage_text(*self._usage_numbers())
-
-    def _anthropic_usage(self, output: int | None = None) -> str:
-        """The `usage` object of an Anthropic answer, as JSON text."""
-        uncached, cached, total_output = self._usage_numbers()
-        return _anthropic_usage_text(uncached, cached, total_output if output is None else output)
+    def _shape(self, request: RequestShape) -> tuple[_AnswerShape, dict[str, object]]:
+        """The complete answer's shape (`_answer_shape`) and what fills its templates in."""
+        protocol, stream = self.protocol, request.stream
+        with_usage = stream and protocol is Protocol.OPENAI and wants_usage(self.reply, request)
+        shape = _answer_shape(protocol, request.model, self.reply.chunks, stream, with_usage)
+        uncached, cached, output = self.reply.usage_numbers(self.effect.body)
+        if protocol is Protocol.OPENAI:
+            usage = _openai_usage_text(uncached, cached, output)
+            return shape, {"id": _text("chatcmpl-" + self.attempt), "usage": usage}
+        values: dict[str, object] = {"id": _text("msg_" + self.attempt)}
+        if stream:
+            values["start_usage"] = _anthropic_usage_text(uncached, cached, 1)
+            values["output"] = output
+        else:
+            values["usage"] = _anthropic_usage_text(uncached, cached, output)
+        return shape, values
 
     def _whole_body(self, request: RequestShape) -> bytes:
-        text, model = _text("".join(self._texts())), _text(request.model)
-        if self.protocol is Protocol.ANTHROPIC:
-            return (
-                f'{{"id":{_text(f"msg_{self.attempt}")},"type":"message","role":"assistant",'
-                f'"model":{model},"content":[{{"type":"text","text":{text}}}],'
-                f'"stop_reason":"end_turn","stop_sequence":null,'
-                f'"usage":{self._anthropic_usage()}}}'
-            ).encode()
-        return (
-            f'{{"id":{_text(f"chatcmpl-{self.attempt}")},"object":"chat.completion",'
-            f'"created":{CREATED},"model":{model},"choices":[{{"index":0,"message":'
-            f'{{"role":"assistant","content":{text},"refusal":null}},"logprobs":null,'
-            f'"finish_reason":"stop"}}],"usage":{self._openai_usage()},'
-            '"system_fingerprint":null}'
-        ).encode()
+        shape, values = self._shape(request)
+        return (shape.body % values).encode()
 
     def _frames(self, request: RequestShape) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        """(opening frames, one frame per content chunk, closing frames) of a full stream.
-
-        Frames are put together from pieces of JSON text rather than by encoding one
-        object per chunk: a simulated day streams millions of them. The bytes are those
-        of `json.dumps(..., separators=(",", ":"))` of the chunk objects (tests compare)."""
-        if self.protocol is Protocol.ANTHROPIC:
-            return self._anthropic_frames(request)
-        with_usage = wants_usage(self.reply, request)
-        start = _OPENAI_CHUNK_START.format(
-            id=_text(f"chatcmpl-{self.attempt}"), model=_text(request.model)
+        """(opening frames, one frame per content chunk, closing frames) of a full stream."""
+        shape, values = self._shape(request)
+        opening, content, closing = (
+            [(frame % values).encode() for frame in frames]
+            for frames in (shape.opening, shape.content, shape.closing)
         )
-        end = ',"usage":null}' if with_usage else "}"
-
-        def chunk(delta: str, finish: str = "null") -> bytes:
-            return _data_frame(f'{start}{delta},"logprobs":null,"finish_reason":{finish}}}]{end}')
-
-        by_text = {text: chunk(f'{{"content":{_text(text)}}}') for text in set(self._texts())}
-        opening = [chunk('{"role":"assistant","content":"","refusal":null}')]
-        content = [by_text[text] for text in self._texts()]
-        closing = [chunk("{}", '"stop"')]
-        if with_usage:
-            closing.append(_data_frame(
-                f'{{"id":{_text(f"chatcmpl-{self.attempt}")},'
-                f'"object":"chat.completion.chunk","created":{CREATED},'
-                f'"model":{_text(request.model)},"system_fingerprint":null,"choices":[],'
-                f'"usage":{self._openai_usage()}}}'
-            ))  # fmt: skip
-        closing.append(_DONE)
-        return opening, content, closing
-
-    def _anthropic_frames(
-        self, request: RequestShape
-    ) -> tuple[list[bytes], list[bytes], list[bytes]]:
-        message = (
-            f'{{"id":{_text(f"msg_{self.attempt}")},"type":"message","role":"assistant",'
-            f'"model":{_text(request.model)},"content":[],"stop_reason":null,'
-            f'"stop_sequence":null,"usage":{self._anthropic_usage(output=1)}}}'
-        )
-        opening = [
-            _data_frame(f'{{"type":"message_start","message":{message}}}', "message_start"),
-            _ANTHROPIC_BLOCK_START,
-            _ANTHROPIC_PING,
-        ]
-        content = [_ANTHROPIC_DELTAS[text] for text in self._texts()]
-        _, _, output = self._usage_numbers()
-        closing = [
-            _ANTHROPIC_BLOCK_STOP,
-            _anthropic_event("message_delta",
-                             delta={"stop_reason": "end_turn", "stop_sequence": None},
-                             usage={"output_tokens": output}),
-            _ANTHROPIC_STOP,
-        ]  # fmt: skip
         return opening, content, closing
 
 
@@ -541,13 +464,6 @@ def _texts(chunks: int) -> list[str]:
 _text = encode_basestring_ascii
 """`value` as a JSON string, escaped as `json.dumps` does (the function it calls for a
 `str`, in C: ids are new in every answer, so a cache would not help)."""
-
-
-def _data_frame(data: str, event: str | None = None) -> bytes:
-    """`encode_event(data, event=event)` for one line of data (JSON text as `json.dumps`
-    writes it has no line breaks)."""
-    head = b"data: " if event is None else b"event: " + event.encode() + b"\ndata: "
-    return head + data.encode() + b"\n\n"
 
 
 def _openai_usage_text(uncached: int, cached: int, output: int) -> str:
@@ -567,41 +483,49 @@ def _anthropic_usage_text(uncached: int, cached: int, output: int) -> str:
 
 
 @attrs.frozen(slots=True)
-class _MergedShape:
-    """A complete answer's merged bodies as `%`-templates (`%(id)s`: the JSON id string,
-    `%(usage)s`: the usage object, `%(start_usage)s`: Anthropic's opening usage,
-    `%(output)d`: output tokens). A stream's `first` is its opening frames and first
-    content frame (`lead` frames precede that), `rest` the `rest_frames` after it; a
-    whole answer's `first` is its body."""
+class _AnswerShape:
+    """A complete answer as `%`-templates: `%(id)s` is the JSON id string, `%(usage)s` the
+    usage object, `%(start_usage)s` Anthropic's opening usage, `%(output)d` the output
+    tokens. A stream has its frames (`opening`, one per content chunk, `closing`) and the
+    same joined in two for merging: `first` (the opening frames and the first content
+    frame) and `rest` (the `rest_frames` after it); a whole answer has its `body`."""
 
-    first: str
+    body: str = ""
+    opening: tuple[str, ...] = ()
+    content: tuple[str, ...] = ()
+    closing: tuple[str, ...] = ()
+    first: str = ""
     rest: str = ""
-    lead: int = 0
     rest_frames: int = 0
+
+    @property
+    def lead(self) -> int:
+        """Frames before the first token."""
+        return len(self.opening)
 
 
 @functools.lru_cache(maxsize=1024)
-def _merged_shape(
+def _answer_shape(
     protocol: Protocol, model: str, chunks: int, stream: bool, with_usage: bool
-) -> _MergedShape:
-    """The shape of a complete answer, for `Answer._merged`: the same frames as
-    `Answer._frames` and `Answer._whole_body` write, with placeholders for what changes
-    from one answer to the next."""
-    model_text = _text(model).replace("%", "%%")
+) -> _AnswerShape:
+    """How a complete answer is written: the same bytes as `json.dumps(...,
+    separators=(",", ":"))` of the objects providers send (tests compare), put together
+    from pieces of JSON text once per shape, since a simulated day sends millions."""
+    model_text = _literal(_text(model))
     texts = _texts(chunks)
     if not stream:
-        text = _text("".join(texts)).replace("%", "%%")
+        text = _literal(_text("".join(texts)))
         if protocol is Protocol.ANTHROPIC:
-            return _MergedShape(
-                '{"id":%(id)s,"type":"message","role":"assistant",'
+            return _AnswerShape(
+                body='{"id":%(id)s,"type":"message","role":"assistant",'
                 f'"model":{model_text},"content":[{{"type":"text","text":{text}}}],'
                 '"stop_reason":"end_turn","stop_sequence":null,"usage":%(usage)s}'
             )
-        return _MergedShape(
-            f'{{"id":%(id)s,"object":"chat.completion","created":{CREATED},"model":{model_text},'
-            f'"choices":[{{"index":0,"message":{{"role":"assistant","content":{text},'
-            '"refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":%(usage)s,'
-            '"system_fingerprint":null}'
+        return _AnswerShape(
+            body=f'{{"id":%(id)s,"object":"chat.completion","created":{CREATED},'
+            f'"model":{model_text},"choices":[{{"index":0,"message":{{"role":"assistant",'
+            f'"content":{text},"refusal":null}},"logprobs":null,"finish_reason":"stop"}}],'
+            '"usage":%(usage)s,"system_fingerprint":null}'
         )
     if protocol is Protocol.ANTHROPIC:
         message = (
@@ -611,18 +535,18 @@ def _merged_shape(
         )
         opening = [
             _sse_text(f'{{"type":"message_start","message":{message}}}', "message_start"),
-            _ANTHROPIC_BLOCK_START.decode(),
-            _ANTHROPIC_PING.decode(),
+            _literal(_ANTHROPIC_BLOCK_START.decode()),
+            _literal(_ANTHROPIC_PING.decode()),
         ]
-        content = [_ANTHROPIC_DELTAS[text].decode() for text in texts]
+        content = [_literal(_ANTHROPIC_DELTAS[text].decode()) for text in texts]
         closing = [
-            _ANTHROPIC_BLOCK_STOP.decode(),
+            _literal(_ANTHROPIC_BLOCK_STOP.decode()),
             _sse_text(
                 '{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
                 '"usage":{"output_tokens":%(output)d}}',
                 "message_delta",
             ),
-            _ANTHROPIC_STOP.decode(),
+            _literal(_ANTHROPIC_STOP.decode()),
         ]
     else:
         start = _OPENAI_CHUNK_START.format(id="%(id)s", model=model_text)
@@ -631,27 +555,36 @@ def _merged_shape(
         def chunk(delta: str, finish: str = "null") -> str:
             return _sse_text(f'{start}{delta},"logprobs":null,"finish_reason":{finish}}}]{end}')
 
+        by_text = {text: chunk(f'{{"content":{_literal(_text(text))}}}') for text in set(texts)}
         opening = [chunk('{"role":"assistant","content":"","refusal":null}')]
-        content = [chunk(f'{{"content":{_text(text)}}}') for text in texts]
+        content = [by_text[text] for text in texts]
         closing = [chunk("{}", '"stop"')]
         if with_usage:
             closing.append(_sse_text(
                 f'{{"id":%(id)s,"object":"chat.completion.chunk","created":{CREATED},'
                 f'"model":{model_text},"system_fingerprint":null,"choices":[],"usage":%(usage)s}}'
             ))  # fmt: skip
-        closing.append(_DONE.decode())
+        closing.append(_literal(_DONE.decode()))
     frames = [*opening, *content, *closing]
     lead = len(opening)
-    return _MergedShape(
-        "".join(frames[: lead + 1]),
-        "".join(frames[lead + 1 :]),
-        lead=lead,
+    return _AnswerShape(
+        opening=tuple(opening),
+        content=tuple(content),
+        closing=tuple(closing),
+        first="".join(frames[: lead + 1]),
+        rest="".join(frames[lead + 1 :]),
         rest_frames=len(frames) - lead - 1,
     )
 
 
+def _literal(text: str) -> str:
+    """`text` inside a `%`-template, as itself."""
+    return text.replace("%", "%%")
+
+
 def _sse_text(data: str, event: str | None = None) -> str:
-    """`_data_frame` as text."""
+    """`encode_event(data, event=event)` as text, for one line of data (JSON text as
+    `json.dumps` writes it has no line breaks)."""
     return f"data: {data}\n\n" if event is None else f"event: {event}\ndata: {data}\n\n"
 
 
