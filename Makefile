@@ -16,7 +16,7 @@ help:
 	@echo "make types  mypy --strict eggpool"
 	@echo "make unit   pytest only (installs Debian's chromium for the browser tests if missing)"
 	@echo "make accel  the accelerated build in .venv-accel (hot modules compiled by mypyc)"
-	@echo "make accel-unit  the core, simulator and parser tests on the accelerated build"
+	@echo "make accel-unit  the core, simulator, shell, CLI and fuzz tests on the accelerated build"
 	@echo "make fuzz   long fuzzing runs of the parsers (FUZZ_EXAMPLES=50000 by default)"
 	@echo "make bench  the performance benchmarks (figures in docs/performance.md)"
 	@echo "make docs   regenerate the parts of docs/ generated from the code"
