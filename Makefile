@@ -97,7 +97,7 @@ bench: $(STAMP)
 
 bench-accel: $(ACCEL_STAMP)
 	$(ACCEL)/bin/python bench/bench.py --installed sse_decode openai_observer \
-		anthropic_observer pool_request pool_stream_20 simulate
+		anthropic_observer pool_request pool_stream_20 simulate serve
 
 docs: $(STAMP)
 	$(BIN)/python tools/gen_docs.py

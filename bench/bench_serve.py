@@ -49,7 +49,6 @@ from pathlib import Path
 
 import h11
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVER_KEY = "bench-key-0123456789"
 MODEL = "bench-model"
 ACCOUNTS = 4
@@ -413,7 +412,7 @@ def _proxy(
         [*command, "serve", "--port", "0", "--shell", shell],
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=config.parent,  # not the checkout: `-m eggpool` runs the installed build
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stderr is not None
