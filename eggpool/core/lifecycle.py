@@ -604,8 +604,7 @@ class RequestMachine:
             return []
         self._goto(State.FINALIZING)
         services = self.services
-        effects: list[Effect] = []
-        effects += self._timer.cancel()
+        effects = self._timer.cancel()
         usage = self._result.usage if self._result is not None else None
         cost_micro, exactness = 0, "unknown"
         account = provider = None

@@ -318,27 +318,22 @@ class Answer:
 
     def _merged(self, request: RequestShape) -> None:
         """A complete answer, merged: the steps `_whole` or `_stream` and the merging rules
-        make of it, put together from the answer's shape (`_answer_shape`) joined in two
-        pieces in advance. Nearly every answer of a
-        simulation is one; tests compare the two ways."""
+        make of it, put together from the answer's shape (`_answer_shape`), whose frames
+        are joined in two pieces in advance. Nearly every answer of a simulation is one;
+        tests compare the two ways."""
         reply, attempt = self.reply, self.attempt
         stream = request.stream
         shape, values = self._shape(request)
         interval = reply.interval
         if stream:
             opening = interval if reply.opening_interval is None else reply.opening_interval
-            head = (*_STREAM_HEAD, self._id_header(), *reply.headers)
+            head = self._stream_head()
             bodies = [(sum([opening] * shape.lead + [interval]), (shape.first % values).encode())]
             if shape.rest_frames:
                 bodies.append((0.0 + interval * shape.rest_frames, (shape.rest % values).encode()))
         else:
             body = (shape.body % values).encode()
-            head = (
-                ("content-type", "application/json"),
-                ("content-length", str(len(body))),
-                self._id_header(),
-                *reply.headers,
-            )
+            head = self._json_head(len(body))
             bodies = [(interval, body)]
         latency = self.effect.connect_timeout if reply.latency is None else reply.latency
         out = self.out
@@ -381,19 +376,22 @@ class Answer:
         if kind in (ReplyKind.CUT, ReplyKind.FAIL_MID, ReplyKind.STALL):
             body = body[: len(body) // 2]
             length = len(body) if kind is ReplyKind.CUT else length
-        headers = (
-            ("content-type", "application/json"),
-            ("content-length", str(length)),
-            self._id_header(),
-        )
-        self._head(200, (*headers, *reply.headers))
+        self._head(200, self._json_head(length))
         self._body(body)
         self._finish(kind)
 
+    def _json_head(self, length: int) -> Headers:
+        """A JSON answer's headers (the reply's extra ones last)."""
+        json_head = (("content-type", "application/json"), ("content-length", str(length)))
+        return (*json_head, self._id_header(), *self.reply.headers)
+
+    def _stream_head(self) -> Headers:
+        """An event stream's headers (the reply's extra ones last)."""
+        return (*_STREAM_HEAD, self._id_header(), *self.reply.headers)
+
     def _stream(self, request: RequestShape) -> None:
         reply, kind = self.reply, self.reply.kind
-        headers = (*_STREAM_HEAD, self._id_header())
-        self._head(200, (*headers, *reply.headers))
+        self._head(200, self._stream_head())
         opening, content, closing = self._frames(request)
         sent = content if kind is ReplyKind.OK else content[: reply.after]
         self._bodies([*opening, *sent, *(closing if kind is ReplyKind.OK else ())], len(opening))

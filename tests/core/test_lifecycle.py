@@ -41,7 +41,7 @@ from eggpool.core.events import (
     UpstreamResponseStarted,
 )
 from eggpool.core.lifecycle import ALLOWED, TOTAL_DEADLINE, state_diagram
-from eggpool.core.pool import Pool
+from eggpool.core.pool import REFRESH_TIMER, Pool
 from eggpool.core.retry import TransportFailure
 
 KEY = "sk-test-0123456789abcdef"
@@ -449,13 +449,11 @@ READ_TIMEOUT = config().providers["p"].http.read_timeout_s
 
 
 def timer_effects(effects: list[Effect]) -> list[Effect]:
-    return [
-        e for e in effects if isinstance(e, ArmTimer | CancelTimer) and e.key != "pool:refresh"
-    ]
+    return [e for e in effects if isinstance(e, ArmTimer | CancelTimer) and e.key != REFRESH_TIMER]
 
 
 def request_timers(d: Driver) -> dict[str, float]:
-    return {key: at for key, at in d.timers.items() if key != "pool:refresh"}
+    return {key: at for key, at in d.timers.items() if key != REFRESH_TIMER}
 
 
 def test_one_timer_watches_a_request_and_chunks_arm_nothing() -> None:
